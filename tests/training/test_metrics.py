@@ -1,0 +1,79 @@
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
+from visd_jax.training.tfevents import crc32c, encode_event, frame_record
+
+
+def test_crc32c_known_vectors():
+    # RFC 3720 appendix B.4 test vectors for CRC-32C
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(bytes(32)) == 0x8A9136AA
+    assert crc32c(bytes([0xFF] * 32)) == 0x62A8AB43
+
+
+def test_event_files_are_read_back_by_tensorboard(tmp_path):
+    loader_mod = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
+    w = MetricsWriter(tmp_path)
+    w.write(1, {"reward/mean": 0.25, "loss": np.float32(1.5), "note": "text"})
+    w.write(2, {"reward/mean": 0.75, "loss": float("nan")})
+    w.close()
+    (events,) = list((tmp_path / "tensorboard").iterdir())
+    seen = {}
+    for ev in loader_mod.EventFileLoader(str(events)).Load():
+        for v in ev.summary.value:
+            val = v.simple_value if v.HasField("simple_value") else None
+            if val is None:  # newer loaders migrate simple_value into a tensor
+                val = float(np.asarray(v.tensor.float_val)[0])
+            seen[(ev.step, v.tag)] = val
+    assert seen[(1, "reward/mean")] == pytest.approx(0.25)
+    assert seen[(2, "reward/mean")] == pytest.approx(0.75)
+    assert seen[(1, "loss")] == pytest.approx(1.5)
+    assert math.isnan(seen[(2, "loss")])
+    assert (1, "note") not in seen
+
+
+def test_jsonl_rows_and_resume_overwrite(tmp_path):
+    w = MetricsWriter(tmp_path, tensorboard=False)
+    w.write(1, {"r": 0.1})
+    w.write(2, {"r": float("inf")})
+    w.close()
+    w = MetricsWriter(tmp_path, tensorboard=False)  # a resumed run re-writes step 2
+    w.write(2, {"r": 0.2})
+    w.close()
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["r"] == 0.2
+    raw = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert raw[1]["r"] == "inf"
+
+
+def test_non_scalar_metric_is_rejected_with_its_value(tmp_path):
+    w = MetricsWriter(tmp_path, tensorboard=False)
+    with pytest.raises(TypeError, match="not a scalar"):
+        w.write(1, {"x": [1, 2]})
+
+
+def test_disabled_writer_writes_nothing(tmp_path):
+    w = MetricsWriter(tmp_path / "off", enabled=False)
+    w.write(1, {"r": 1.0})
+    w.close()
+    assert not (tmp_path / "off").exists()
+
+
+def test_progress_line_fields():
+    buf = io.StringIO()
+    p = Progress(10, stream=buf)
+    p.update(0, reward=0.5)
+    line = p.update(5, reward=0.5, hard_frac=0.25, tokens_per_s=1234.0)
+    assert "5/10" in line and "reward 0.500" in line and "hard 25%" in line and "1,234 tok/s" in line
+    assert "ETA" in line and buf.getvalue().count("\n") == 2
+
+
+def test_plot_curves_writes_a_png(tmp_path):
+    rows = [{"step": i, "reward": i / 10} for i in range(20)]
+    out = plot_curves(rows, ["reward"], tmp_path / "reward.png")
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,1 @@
+"""The one trainer: rollouts, rewards, judge and teacher, losses, optimizer, checkpoints, metrics."""

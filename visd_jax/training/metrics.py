@@ -1,0 +1,153 @@
+"""Where a run's numbers go: JSON lines, TensorBoard events, a progress line, a PNG.
+
+Only process 0 writes (every process computes the same replicated metrics). JSON lines are
+the source of truth (`metrics.jsonl`, one object per step with a `step` key); TensorBoard
+and the PNG are views of the same values.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from etils import epath
+
+from visd_jax.training.tfevents import EventWriter
+
+
+def _plain(v):
+    """JSON-safe scalar: numpy/jax 0-d arrays become floats; NaN/inf become strings."""
+    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
+        v = v.item()
+    if isinstance(v, bool) or isinstance(v, (int, str)) or v is None:
+        return v
+    if isinstance(v, numbers.Real):
+        v = float(v)
+        return v if math.isfinite(v) else repr(v)  # 'nan', 'inf': strict JSON has neither
+    raise TypeError(f"metric value of type {type(v).__name__} is not a scalar: {v!r}")
+
+
+_NONFINITE = ("nan", "inf", "-inf")
+
+
+class MetricsWriter:
+    """Appends per-step metrics to `workdir/metrics.jsonl` and TensorBoard events."""
+
+    def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self.path = epath.Path(workdir) / "metrics.jsonl"
+        self._tb = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = self.path.open("a")
+            if tensorboard:
+                self._tb = EventWriter(epath.Path(workdir) / "tensorboard")
+
+    def write(self, step: int, metrics: Mapping[str, object]) -> None:
+        if not self.enabled:
+            return
+        plain = {k: _plain(v) for k, v in metrics.items()}
+        self._f.write(json.dumps({"step": int(step), **plain}, sort_keys=True) + "\n")
+        self._f.flush()
+        if self._tb is not None:
+            # 'nan'/'inf' are JSON's spelling; TensorBoard gets them back as floats
+            self._tb.scalars(step, {k: float(v) for k, v in plain.items()
+                                    if isinstance(v, numbers.Real) or v in _NONFINITE})
+
+    def close(self) -> None:
+        if self.enabled:
+            self._f.close()
+            if self._tb is not None:
+                self._tb.close()
+
+
+def read_metrics(workdir: str | os.PathLike) -> list[dict]:
+    """All rows of `metrics.jsonl`; a resumed run's re-written steps replace older rows."""
+    path = epath.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    by_step: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_step[row["step"]] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+class Progress:
+    """One self-overwriting status line: step, reward, hard fraction, tokens/s, ETA."""
+
+    def __init__(self, total_steps: int, *, stream=None, enabled: bool = True):
+        self.total = max(1, int(total_steps))
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        self._t0 = None
+        self._s0 = 0
+
+    def update(self, step: int, *, reward: float | None = None, hard_frac: float | None = None,
+               tokens_per_s: float | None = None, extra: str = "") -> str:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0, self._s0 = now, step
+        done = step - self._s0
+        rate = done / (now - self._t0) if done > 0 and now > self._t0 else None
+        eta = (self.total - step) / rate if rate else None
+        width = 24
+        filled = int(width * min(step, self.total) / self.total)
+        parts = [f"[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total}"]
+        if reward is not None:
+            parts.append(f"reward {reward:.3f}")
+        if hard_frac is not None:
+            parts.append(f"hard {hard_frac:.0%}")
+        if tokens_per_s is not None:
+            parts.append(f"{tokens_per_s:,.0f} tok/s")
+        parts.append(f"ETA {_hms(eta)}" if eta is not None else "ETA --")
+        if extra:
+            parts.append(extra)
+        line = "  ".join(parts)
+        if self.enabled:
+            end = "\n" if step >= self.total or not self.stream.isatty() else "\r"
+            self.stream.write(line + end)
+            self.stream.flush()
+        return line
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def plot_curves(rows: Sequence[Mapping[str, object]], keys: Sequence[str], path: str | os.PathLike,
+                *, title: str = "reward", smooth: int = 5) -> str:
+    """PNG of the given metric keys against step, raw and with a trailing moving average."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on TPU workers or CI
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        line, = ax.plot(xs, ys, alpha=0.3, linewidth=1)
+        k = max(1, min(smooth, len(ys)))
+        avg = [sum(ys[max(0, i - k + 1): i + 1]) / len(ys[max(0, i - k + 1): i + 1]) for i in range(len(ys))]
+        ax.plot(xs, avg, color=line.get_color(), linewidth=2, label=key)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = epath.Path(path)
+    with out.open("wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return str(out)
