@@ -1,0 +1,52 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from visd_jax.parallel import named_sharding
+from visd_jax.training.checkpoint import Checkpointer, abstract_like
+
+
+def _state(mesh, scale):
+    w = jax.device_put(jnp.arange(32.0).reshape(8, 4) * scale, named_sharding(mesh, ("embed", "mlp"), (8, 4)))
+    return {"params": {"w": w}, "step": jnp.int32(scale), "key": jax.random.key_data(jax.random.key(scale))}
+
+
+def test_save_restore_sharded_with_json_meta(tmp_path, mesh8):
+    ck = Checkpointer(tmp_path, every=1, keep=2)
+    state = _state(mesh8, 3)
+    meta = {"data_iter": {"index": 17, "seed": 0}, "skipped": {"bad_box": 2}}
+    assert ck.save(3, state, meta)
+    ck.wait()
+    step, got, got_meta = ck.restore_latest(abstract_like(state))
+    assert step == 3 and got_meta == meta
+    np.testing.assert_array_equal(np.asarray(got["params"]["w"]), np.asarray(state["params"]["w"]))
+    assert got["params"]["w"].sharding == state["params"]["w"].sharding
+    np.testing.assert_array_equal(np.asarray(got["key"]), np.asarray(state["key"]))
+    ck.close()
+
+
+def test_interval_and_keep_last_k(tmp_path, mesh8):
+    ck = Checkpointer(tmp_path, every=2, keep=2)
+    saved = [s for s in range(1, 8) if ck.save(s, _state(mesh8, s), {})]
+    ck.wait()
+    assert saved == [2, 4, 6]
+    assert ck.all_steps() == [4, 6]
+    assert ck.save(7, _state(mesh8, 7), {}, force=True)
+    ck.close()
+    # a fresh manager (a restarted run) finds the newest
+    again = Checkpointer(tmp_path, every=2, keep=2)
+    assert again.latest_step() == 7
+    again.close()
+
+
+def test_empty_directory_has_nothing_to_resume(tmp_path):
+    ck = Checkpointer(tmp_path / "fresh", every=1)
+    assert ck.restore_latest({}) is None
+    ck.close()
+
+
+@pytest.mark.parametrize("kw, msg", [({"every": 0}, "every"), ({"every": 1, "keep": 0}, "keep")])
+def test_bad_settings(tmp_path, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Checkpointer(tmp_path, **kw)
