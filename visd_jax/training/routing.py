@@ -1,0 +1,49 @@
+"""VisionCoach hard-sample routing and self-distillation candidate selection (SPEC section 5).
+
+Host-side NumPy: it runs between rollouts and the update, on [N, G] reward arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CANDIDATE_RULES = ("answer", "total")
+
+
+def hard_mask(total_NxG: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Hard prompts: mean raw-rollout total reward below `threshold` (release k = 2.21 on the
+    summed 7-reward scale)."""
+    total_NxG = np.asarray(total_NxG, np.float64)
+    if total_NxG.ndim != 2:
+        raise ValueError(f"total rewards must be [N, G], got shape {total_NxG.shape}")
+    return total_NxG.mean(axis=1) < threshold
+
+
+def select_for_distillation(
+    *,
+    raw_total_G: np.ndarray,
+    raw_answer_G: np.ndarray,
+    prompted_total_G: np.ndarray,
+    prompted_answer_G: np.ndarray,
+    top_n: int = 2,
+    rule: str = "answer",
+) -> np.ndarray:
+    """Boolean [G'] mask of prompted rollouts kept for the NLL loss.
+
+    Candidates C are prompted rollouts that beat the raw group's mean: by answer reward
+    (`rule="answer"`, the released code) or by total reward (`rule="total"`, the paper's
+    R'^g > Rbar). S = the top-`top_n` of C by answer reward; ties broken by rollout index
+    so the choice is deterministic. Empty C gives an all-False mask (L_SD = 0).
+    """
+    if rule not in CANDIDATE_RULES:
+        raise ValueError(f"candidate rule must be one of {CANDIDATE_RULES}, got {rule!r}")
+    if top_n < 0:
+        raise ValueError(f"top_n must be >= 0, got {top_n}")
+    p_ans = np.asarray(prompted_answer_G, np.float64)
+    if rule == "answer":
+        cand = p_ans > np.mean(np.asarray(raw_answer_G, np.float64))
+    else:
+        cand = np.asarray(prompted_total_G, np.float64) > np.mean(np.asarray(raw_total_G, np.float64))
+    order = sorted(np.flatnonzero(cand), key=lambda g: (-p_ans[g], g))[:top_n]
+    keep = np.zeros(p_ans.shape, bool)
+    keep[order] = True
+    return keep
