@@ -1,0 +1,10 @@
+"""VisionCoach alone: GSPO + hard-sample visual prompting + NLL self-distillation."""
+from experiments import visd_v5e
+
+
+def get_config(arg: str | None = None):
+    c = visd_v5e.get_config(arg)
+    c.mode = "visioncoach"
+    if c.variant == "local":
+        c.workdir = "workdir/visioncoach_local"
+    return c

@@ -1,0 +1,137 @@
+"""The trainer's config: one schema, validated at start-up with the offending field named.
+
+Experiments (`experiments/*.py`) build an `ml_collections.ConfigDict` from `base_config()`
+and override fields; `validate` runs before anything touches a device, so a bad value on
+the command line is an error in the first second, never deep inside a jitted step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+
+MODES = ("sft", "gspo", "visioncoach", "visd", "visd_coach")
+PROMPT_KINDS = ("raw", "circle", "darken", "numbers", "attention")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.workdir = "workdir/visd_v5e_local"
+    c.mode = "visd_coach"
+
+    c.mesh = dict(data=-1, fsdp=1, tensor=1, axis_types="auto")
+    c.model = dict(preset="tiny", path="", param_dtype="float32", dtype="float32", remat=False,
+                   scan_layers=False)
+    c.data = dict(
+        source="synthetic",        # synthetic | stgr | tfds
+        annotations="", video_root="", tfds_name="", split="train",
+        synthetic_examples=64, synthetic_seed=0, cache_dir="",
+        fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
+        num_workers=0, bad_records="skip", max_prompt_tokens=16384,
+    )
+    c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0)
+    c.rl = dict(
+        steps=100, prompts_per_step=8, num_generations=4, minibatches=4,
+        max_new_tokens=768, temperature=1.0, top_p=0.95, top_k=0,
+        lr=1e-6, warmup_steps=0, weight_decay=0.01, grad_clip=5.0,
+        clip_low=3e-4, clip_high=4e-4, adv_eps=1e-4,
+    )
+    c.coach = dict(hard_threshold=2.21, alpha=0.1, selector="fixed:darken", top_n=2,
+                   candidate_rule="answer")
+    c.visd = dict(ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0, clip=0.2,
+                  lambda_start=0.5, lambda_steps=600, kl_beta=0.0, judge="annotation")
+    c.checkpoint = dict(every=50, keep=3, async_save=True)
+    c.log = dict(every=1, tensorboard=True, progress=True)
+    return c
+
+
+def _check(cond: bool, field: str, value: Any, need: str) -> None:
+    if not cond:
+        raise ValueError(f"config.{field}={value!r}: {need}")
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _nonneg(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("mode", lambda v: v in MODES, f"one of {MODES}"),
+    ("model.param_dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    ("model.dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    ("data.source", lambda v: v in ("synthetic", "stgr", "tfds"), "synthetic, stgr or tfds"),
+    ("data.bad_records", lambda v: v in ("skip", "raise"), "skip or raise"),
+    ("data.fps", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("data.min_frames", _positive_int, "a positive int"),
+    ("data.max_frames", _positive_int, "a positive int"),
+    ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("sft.batch_size", _positive_int, "a positive int"),
+    ("sft.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("rl.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("rl.prompts_per_step", _positive_int, "a positive int"),
+    ("rl.num_generations", lambda v: _positive_int(v) and v >= 2, "an int >= 2 (advantages need a group)"),
+    ("rl.minibatches", _positive_int, "a positive int"),
+    ("rl.max_new_tokens", _positive_int, "a positive int"),
+    ("rl.temperature", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("rl.top_p", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "in (0, 1]"),
+    ("rl.top_k", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = off)"),
+    ("rl.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("rl.grad_clip", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("rl.clip_low", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
+    ("rl.clip_high", _nonneg, "a number >= 0"),
+    ("coach.alpha", _nonneg, "a number >= 0"),
+    ("coach.top_n", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("coach.candidate_rule", lambda v: v in ("answer", "total"), "answer (release) or total (paper)"),
+    ("coach.selector", lambda v: v == "oracle" or (isinstance(v, str) and v.startswith("fixed:")
+                                                    and v[6:] in PROMPT_KINDS),
+     f"'oracle' or 'fixed:KIND' with KIND in {PROMPT_KINDS}"),
+    ("visd.ema_decay", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
+    ("visd.signal_mode", lambda v: v in ("topk", "sampled"), "topk or sampled"),
+    ("visd.top_k", _positive_int, "a positive int"),
+    ("visd.gamma", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
+    ("visd.clip", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
+    ("visd.lambda_start", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
+    ("visd.lambda_steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("visd.kl_beta", _nonneg, "a number >= 0"),
+    ("visd.judge", lambda v: v in ("annotation", "model"), "annotation or model"),
+    ("checkpoint.every", _positive_int, "a positive int"),
+    ("checkpoint.keep", _positive_int, "a positive int"),
+    ("log.every", _positive_int, "a positive int"),
+)
+
+
+def _get(cfg: Mapping, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if part not in node:
+            raise ValueError(f"config.{dotted} is missing")
+        node = node[part]
+    return node
+
+
+def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Raises ValueError naming the first bad field; returns `cfg` for chaining."""
+    for field, ok, need in _RULES:
+        value = _get(cfg, field)
+        _check(ok(value), field, value, need)
+    _check(cfg.data.min_frames <= cfg.data.max_frames, "data.min_frames", cfg.data.min_frames,
+           f"<= data.max_frames ({cfg.data.max_frames})")
+    per_step = cfg.rl.prompts_per_step * cfg.rl.num_generations
+    _check(per_step % cfg.rl.minibatches == 0, "rl.minibatches", cfg.rl.minibatches,
+           f"must divide prompts_per_step * num_generations = {per_step}")
+    _check(bool(cfg.model.preset) != bool(cfg.model.path), "model.path", cfg.model.path,
+           "give exactly one of model.preset (a named shape) or model.path (a HF checkpoint dir)")
+    if cfg.data.source == "stgr":
+        _check(bool(cfg.data.annotations), "data.annotations", cfg.data.annotations,
+               "an STGR JSON/JSONL file when data.source='stgr'")
+    if cfg.data.source == "tfds":
+        _check(bool(cfg.data.tfds_name), "data.tfds_name", cfg.data.tfds_name,
+               "a TFDS dataset name when data.source='tfds'")
+    _check(cfg.sft.steps + cfg.rl.steps > 0, "rl.steps", cfg.rl.steps, "sft.steps + rl.steps must be > 0")
+    return cfg
