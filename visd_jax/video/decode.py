@@ -1,0 +1,208 @@
+"""Decode a video into the frames Qwen2.5-VL sees: PyAV, forward only, RGB only where kept.
+
+Data flow: demux once (no decoding) to count the frames and read their presentation times;
+choose the source indices with qwen-vl-utils' rule (`smart_nframes`, then
+round(linspace(0, total-1, n))); decode forward, and for the kept frames only, scale and
+convert to RGB in one swscale call (`VideoFrame.reformat`). No seeking: x264's default
+keyframe interval is 250 frames, so a seek would decode most of a GOP anyway.
+
+Interpolation: swscale BICUBIC. qwen-vl-utils resizes with torchvision bicubic,
+antialias=True; swscale widens its bicubic kernel by the scale factor when shrinking, so it
+is also an antialiased bicubic. The two agree to a few grey levels, not bit for bit (tested
+against Pillow's antialiased bicubic). Doing the resize inside the YUV->RGB conversion is
+what keeps the non-kept frames free of any per-pixel work.
+"""
+from __future__ import annotations
+
+import io
+import os
+from fractions import Fraction
+from typing import NamedTuple
+
+import av
+import numpy as np
+
+from visd_jax.video.resize import sample_indices, smart_nframes, smart_resize
+
+
+class VideoError(ValueError):
+    """A video that cannot be decoded; the message names the source and the reason."""
+
+
+class Clip(NamedTuple):
+    """Sampled, resized frames of one video.
+
+    frames: [T, H, W, 3] uint8 RGB; H, W multiples of 28 (`smart_resize`).
+    timestamps: [T] float64 seconds, presentation time of each kept frame relative to the
+      first frame of the stream (pts - first_pts) * time_base.
+    duration: seconds, the video stream's duration (else the end of its last packet).
+    source_fps: the stream's average frame rate.
+    indices: [T] int64 source frame indices (presentation order) of the kept frames.
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    duration: float
+    source_fps: float
+    indices: np.ndarray | None = None
+
+
+def _describe(source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    return repr(os.fspath(source))
+
+
+def _open(source, name: str):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise VideoError(f"video {name}: empty input")
+        stream_or_path = io.BytesIO(bytes(source))
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise VideoError(f"video {name}: no such file")
+        if os.path.getsize(path) == 0:
+            raise VideoError(f"video {name}: empty file")
+        stream_or_path = path
+    try:
+        return av.open(stream_or_path, mode="r")
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise VideoError(f"video {name}: cannot open container ({e})") from e
+
+
+def _video_stream(container, name: str):
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise VideoError(f"video {name}: no video stream (streams: {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
+def _probe(source, name: str):
+    """Frame count, sorted presentation times, fps, duration from a demux-only pass."""
+    with _open(source, name) as container:
+        stream = _video_stream(container, name)
+        pts, end = [], None
+        try:
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    pts.append(packet.pts)
+                    if packet.duration:
+                        stop = packet.pts + packet.duration
+                        end = stop if end is None else max(end, stop)
+        except av.FFmpegError as e:
+            raise VideoError(f"video {name}: corrupt or truncated stream ({e})") from e
+        if not pts:
+            raise VideoError(f"video {name}: the video stream has zero frames")
+        tb = stream.time_base or Fraction(1, 1)
+        rate = stream.average_rate or stream.guessed_rate
+        pts.sort()
+        # The video stream's own extent; the container's duration may include audio.
+        if stream.duration:
+            duration = float(stream.duration * tb)
+        elif end is not None:
+            duration = float((end - pts[0]) * tb)
+        else:
+            duration = None
+        if rate:
+            fps = float(rate)
+        elif len(pts) > 1:
+            fps = (len(pts) - 1) / float((pts[-1] - pts[0]) * tb)
+        else:
+            fps = 1.0
+        if not duration:
+            duration = float((pts[-1] - pts[0]) * tb) + 1.0 / fps
+        return len(pts), pts[0], tb, fps, duration
+
+
+def _decode_kept(source, name, keep: np.ndarray, size: tuple[int, int] | None):
+    """Decode forward; reformat (scale + RGB) only frames whose index is in `keep`.
+
+    Returns (frames list, pts list, number of frames decoded). `size` is (h, w), or None to
+    pick it from the first decoded frame with `smart_resize` (done by the caller's closure).
+    """
+    wanted = {int(i): k for k, i in enumerate(keep)}
+    last = int(keep.max())
+    frames, pts = [None] * len(keep), [None] * len(keep)
+    n = 0
+    with _open(source, name) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                k = wanted.get(n)
+                if k is not None:
+                    h, w = size(frame.height, frame.width)
+                    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+                    frames[k] = rgb.to_ndarray()
+                    pts[k] = frame.pts if frame.pts is not None else frame.dts
+                    if pts[k] is None:
+                        raise VideoError(f"video {name}: frame {n} has no presentation time")
+                n += 1
+                if n > last:
+                    break
+        except av.FFmpegError as e:
+            raise VideoError(f"video {name}: corrupt or truncated stream ({e})") from e
+    return frames, pts, n
+
+
+def load_video(
+    source,
+    *,
+    fps: float = 2.0,
+    min_frames: int = 4,
+    max_frames: int = 16,
+    max_pixels: int = 128 * 28 * 28,
+    min_pixels: int = 4 * 28 * 28,
+) -> Clip:
+    """Decode `source` (path or bytes; mp4/webm/mkv) into Qwen2.5-VL frames.
+
+    T = smart_nframes(total, source_fps; fps, min_frames, max_frames): total/source_fps*fps
+    clamped to [min_frames, max_frames] and total, floored to even (qwen-vl-utils).
+    Kept indices = round(linspace(0, total-1, T)). Each kept frame is resized to
+    smart_resize(H, W; factor 28, min_pixels, max_pixels). `max_pixels` is used as given
+    (qwen-vl-utils additionally caps it by a total-pixel budget over all frames).
+
+    Raises VideoError (a ValueError) naming the source for a missing or empty file,
+    corrupt or truncated bytes, no video stream, or zero frames.
+    """
+    name = _describe(source)
+    total, first_pts, tb, source_fps, duration = _probe(source, name)
+    if total < 2:
+        raise VideoError(f"video {name}: {total} frame(s); at least 2 are needed for one temporal patch")
+    try:
+        nframes = smart_nframes(
+            total, source_fps, fps=fps, min_frames=min_frames, max_frames=max_frames
+        )
+    except ValueError as e:
+        raise VideoError(f"video {name}: {e}") from e
+
+    def size(h, w):
+        return smart_resize(h, w, min_pixels=min_pixels, max_pixels=max_pixels)
+
+    keep = sample_indices(total, nframes)
+    frames, pts, decoded = _decode_kept(source, name, keep, size)
+    if decoded < total:
+        # Fewer decodable frames than packets (damaged tail): resample over what decodes,
+        # as qwen-vl-utils' decoders would see only those frames.
+        if decoded < 2:
+            raise VideoError(f"video {name}: only {decoded} of {total} frames decode")
+        total = decoded
+        nframes = smart_nframes(
+            total, source_fps, fps=fps, min_frames=min_frames, max_frames=max_frames
+        )
+        keep = sample_indices(total, nframes)
+        frames, pts, decoded = _decode_kept(source, name, keep, size)
+        if any(f is None for f in frames):
+            raise VideoError(f"video {name}: decoding is not repeatable (truncated stream?)")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise VideoError(f"video {name}: frame size changes mid-stream {sorted(shapes)}")
+    timestamps = np.array([float((p - first_pts) * tb) for p in pts], dtype=np.float64)
+    return Clip(
+        frames=np.stack(frames),
+        timestamps=timestamps,
+        duration=float(duration),
+        source_fps=float(source_fps),
+        indices=keep,
+    )

@@ -1,0 +1,66 @@
+"""Qwen2-VL / Qwen2.5-VL patch layout: frames -> (patches [N, C*tp*p*p], grid_thw).
+
+Works on NumPy (grain workers, no JAX needed) and on jax.Array (jittable; shapes static).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# CLIP statistics used by every Qwen2-VL processor (transformers' OPENAI_CLIP_MEAN/STD).
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _xp(x):
+    if isinstance(x, np.ndarray):
+        return np
+    import jax.numpy as jnp
+
+    return jnp
+
+
+def patchify(
+    frames_TxHxWx3,
+    *,
+    patch_size: int = 14,
+    temporal_patch_size: int = 2,
+    merge_size: int = 2,
+    rescale: float = 1.0 / 255.0,
+    mean=OPENAI_CLIP_MEAN,
+    std=OPENAI_CLIP_STD,
+):
+    """Normalise and cut frames into Qwen2-VL vision patches.
+
+    x = (frames * rescale - mean) / std  (float32, per channel). If T is not a multiple of
+    `temporal_patch_size`, the last frame is repeated. With gt = T/tp, gh = H/p, gw = W/p:
+    x[T, C, H, W] -> [gt, tp, C, gh/m, m, p, gw/m, m, p] -> axes (0, 3, 6, 4, 7, 2, 1, 5, 8)
+    -> [gt*gh*gw, C*tp*p*p], i.e. patches ordered by time, then 2x2 merge windows in raster
+    order, then raster order inside a window; each patch flattened channel-major, then
+    time, then rows, then columns (transformers' Qwen2VLImageProcessor / VideoProcessor).
+
+    Returns (patches [N, 3*tp*p*p] float32, grid_thw int64 [3] = (gt, gh, gw)).
+    """
+    xp = _xp(frames_TxHxWx3)
+    if frames_TxHxWx3.ndim != 4 or frames_TxHxWx3.shape[-1] != 3:
+        raise ValueError(f"patchify: frames must be [T, H, W, 3], got shape {frames_TxHxWx3.shape}")
+    t, h, w, c = frames_TxHxWx3.shape
+    unit = patch_size * merge_size
+    if h % unit or w % unit:
+        raise ValueError(
+            f"patchify: frame size {h}x{w} must be a multiple of patch_size*merge_size={unit}"
+        )
+    if t == 0:
+        raise ValueError("patchify: frames must contain at least one frame")
+    mean = xp.asarray(mean, dtype=xp.float32)
+    std = xp.asarray(std, dtype=xp.float32)
+    x = (xp.asarray(frames_TxHxWx3).astype(xp.float32) * xp.float32(rescale) - mean) / std
+    if pad := -t % temporal_patch_size:
+        x = xp.concatenate([x, xp.repeat(x[-1:], pad, axis=0)], axis=0)
+    gt, gh, gw = (t + pad) // temporal_patch_size, h // patch_size, w // patch_size
+    m, p = merge_size, patch_size
+    # Channels-last input: [gt, tp, gh/m, m, p, gw/m, m, p, C]
+    x = x.reshape(gt, temporal_patch_size, gh // m, m, p, gw // m, m, p, c)
+    # -> [gt, gh/m, gw/m, m(row), m(col), C, tp, p, p]
+    x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
+    patches = x.reshape(gt * gh * gw, c * temporal_patch_size * p * p)
+    return patches, np.array([gt, gh, gw], dtype=np.int64)
