@@ -1,0 +1,152 @@
+"""STGR-format question records with real ground truth for one rendered scene.
+
+One record per task type of SPEC section 1. Every record carries `key_frames`
+(`{"idx": source frame index, "time": seconds}`) and `key_items`
+(`{str(idx): {object name: [[x1, y1, x2, y2] normalised to 0..1]}}`) computed from the
+scene geometry, so grounding rewards can be checked against truth.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from data.scenes import COLOURS, SHAPES, Scene, SceneObject
+
+TASKS: tuple[str, ...] = (
+    "temporal-spatial free-form QA",
+    "temporal QA",
+    "temporal QA (MCQ)",
+    "General video QA MCQ",
+    "General video QA Free-form",
+)
+IMAGE_TASK = "visual QA"
+LETTERS = "ABCD"
+
+
+def _norm_box(box, width: int, height: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [round(x1 / width, 4), round(y1 / height, 4), round(x2 / width, 4),
+            round(y2 / height, 4)]
+
+
+def _key(scene: Scene, boxes, frames: list[int], names: list[str]) -> dict:
+    """key_frames and key_items for the given source frames and objects visible there."""
+    key_frames, key_items = [], {}
+    for k in sorted(set(frames)):
+        items = {n: [_norm_box(boxes[k][n], scene.width, scene.height)]
+                 for n in names if n in boxes[k]}
+        if not items:
+            continue
+        key_frames.append({"idx": int(k), "time": scene.time(k)})
+        key_items[str(k)] = items
+    return {"key_frames": key_frames, "key_items": key_items}
+
+
+def _window(scene: Scene, obj: SceneObject) -> list[float]:
+    return [scene.time(obj.first_frame), scene.time(obj.last_frame)]
+
+
+def _direction(obj: SceneObject) -> str:
+    dx = obj.end_xy[0] - obj.start_xy[0]
+    dy = obj.end_xy[1] - obj.start_xy[1]
+    horiz = "from the left to the right" if dx > 0 else "from the right to the left"
+    if abs(dy) > abs(dx):
+        return "from the top to the bottom" if dy > 0 else "from the bottom to the top"
+    return horiz
+
+
+def _mid(obj: SceneObject) -> int:
+    return (obj.first_frame + obj.last_frame) // 2
+
+
+def _options(rng: np.random.Generator, correct: str, distractors: list[str]):
+    """Four shuffled options (correct one included) and the letter of the correct one."""
+    picks = [correct] + list(distractors[:3])
+    order = rng.permutation(len(picks))
+    opts = [picks[i] for i in order]
+    letter = LETTERS[opts.index(correct)]
+    text = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
+    return text, letter
+
+
+def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str,
+                  video: str) -> list[dict]:
+    """The five video records (one per task type) for a rendered scene."""
+    objs = list(scene.objects)
+    target = objs[int(rng.integers(len(objs)))]
+    base = {"video": video, "duration": round(scene.duration, 3),
+            "image_size": [scene.width, scene.height]}
+    recs = []
+
+    # Spatio-temporal free-form: where does an object go? Evidence: its first, middle, last box.
+    recs.append({
+        "task": TASKS[0],
+        "question": f"Where does the {target.name} move while it is visible?",
+        "answer": f"The {target.name} moves {_direction(target)}.",
+        **_key(scene, boxes, [target.first_frame, _mid(target), target.last_frame],
+               [target.name]),
+    })
+
+    # Temporal grounding: the visible window in seconds.
+    s, e = _window(scene, target)
+    recs.append({
+        "task": TASKS[1],
+        "question": f"During which time span is the {target.name} visible in the video?",
+        "answer": f"[{s}, {e}]",
+        **_key(scene, boxes, [target.first_frame, target.last_frame], [target.name]),
+    })
+
+    # Temporal MCQ: which object enters first, with its window.
+    first = min(objs, key=lambda o: o.first_frame)
+    absent = [f"{c} {sh}" for c in sorted(COLOURS) for sh in SHAPES
+              if f"{c} {sh}" not in {o.name for o in objs}]
+    distract = [o.name for o in objs if o is not first]
+    distract += list(rng.choice(absent, size=3 - len(distract), replace=False))
+    text, letter = _options(rng, first.name, distract)
+    s, e = _window(scene, first)
+    recs.append({
+        "task": TASKS[2],
+        "question": f"Which object appears first in the video?\n{text}",
+        "answer": f"{letter}\n[{s}, {e}]",
+        **_key(scene, boxes, [first.first_frame, first.last_frame], [first.name]),
+    })
+
+    # General MCQ: how many objects appear. Evidence: each object's middle frame.
+    n = len(objs)
+    counts = [str(c) for c in range(1, 6) if c != n]
+    text, letter = _options(rng, str(n), list(rng.permutation(counts)[:3]))
+    recs.append({
+        "task": TASKS[3],
+        "question": f"How many different objects appear in the video?\n{text}",
+        "answer": letter,
+        **_key(scene, boxes, [_mid(o) for o in objs], [o.name for o in objs]),
+    })
+
+    # General free-form: the colour of a named shape.
+    recs.append({
+        "task": TASKS[4],
+        "question": f"What colour is the {target.shape} in the video?",
+        "answer": f"The {target.shape} is {target.colour}.",
+        **_key(scene, boxes, [_mid(target)], [target.name]),
+    })
+    for i, r in enumerate(recs):
+        r.update(base)
+        r["id"] = f"{clip_id}-{i}"
+    return recs
+
+
+def image_record(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str,
+                 image: str, frame: int) -> dict:
+    """A visual QA record on one frame: the colour of a visible shape, with its box."""
+    visible = [o for o in scene.objects if o.name in boxes[frame]]
+    obj = visible[int(rng.integers(len(visible)))]
+    return {
+        "id": f"{clip_id}-img",
+        "task": IMAGE_TASK,
+        "image": image,
+        "question": f"What colour is the {obj.shape} in the image?",
+        "answer": f"The {obj.shape} is {obj.colour}.",
+        "image_size": [scene.width, scene.height],
+        "key_frames": [{"idx": 0, "time": 0.0}],
+        "key_items": {"0": {obj.name: [_norm_box(boxes[frame][obj.name], scene.width,
+                                                 scene.height)]}},
+    }

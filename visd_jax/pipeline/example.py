@@ -1,0 +1,207 @@
+"""One record -> one unpadded model example (runs inside grain workers).
+
+decode + sample + resize (`visd_jax.video.load_video`) -> check the record against the
+video -> optional visual prompt on the key frames (`visd_jax.prompts.apply`) -> patchify ->
+chat template. The user turn is
+
+    The video lasts {D} seconds.\\n
+    Frame 1 at {t0}s: <|vision_start|><|video_pad|> x (gh*gw/4) <|vision_end|>
+    Frame 2 at {t2}s: ...                          (one block per temporal patch of 2 frames)
+    \\n{question}{hint}
+
+so each frame group is its own vision block (as Qwen3-VL lays out timestamps); the whole
+video keeps one `grid_thw` = (gt, gh, gw), and block g holds the merged tokens of
+temporal slice g. Images use one `<|image_pad|>` block (the image repeated to 2 frames).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+
+import numpy as np
+
+from visd_jax import text, video
+from visd_jax.pipeline.records import RecordError, check_against_video, check_schema, record_id
+
+MERGE = 4  # 2x2 spatial merge: merged tokens per frame group = gh * gw / 4
+TEMPORAL_PATCH = 2
+PROMPT_KINDS = ("raw", "circle", "darken", "numbers", "attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleConfig:
+    """How a record becomes model input (SPEC section 8 defaults)."""
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 16
+    max_pixels: int = 128 * 28 * 28
+    min_pixels: int = 4 * 28 * 28
+    prompt: str = "raw"  # visual prompt on key frames: raw | circle | darken | numbers | attention
+    max_boxes: int = 8  # per frame, after padding; more key boxes are an error
+    max_tokens: int = 4096  # examples longer than this (or max_patches) are bad records
+    max_patches: int = 16384
+    tokenizer_dir: str | None = None
+
+    def __post_init__(self):
+        if self.prompt not in PROMPT_KINDS:
+            raise ValueError(f"prompt must be one of {PROMPT_KINDS}, got {self.prompt!r}")
+        if not 2 <= self.min_frames <= self.max_frames or self.max_frames % 2:
+            raise ValueError(f"need 2 <= min_frames <= max_frames with max_frames even, got "
+                             f"{self.min_frames}, {self.max_frames}")
+        if self.max_boxes < 1:
+            raise ValueError(f"max_boxes must be >= 1, got {self.max_boxes}")
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_apply(kind: str):
+    import jax
+
+    from visd_jax import prompts
+
+    return jax.jit(functools.partial(prompts.apply, kind))
+
+
+def _load_image(media, rid: str, cfg: ExampleConfig) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(media) if isinstance(media, bytes) else media)
+        img = img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise RecordError(rid, f"undecodable image: {e}") from e
+    h, w = video.smart_resize(img.height, img.width, min_pixels=cfg.min_pixels,
+                              max_pixels=cfg.max_pixels)
+    arr = np.asarray(img.resize((w, h), Image.BICUBIC), np.uint8)
+    return np.stack([arr, arr])  # one temporal patch
+
+
+def _key_boxes(rec: dict, times: np.ndarray, width: int, height: int, source_fps: float,
+               max_boxes: int, rid: str):
+    """Pixel boxes [T, K, 4] on the sampled frames nearest each key frame, and masks.
+
+    A key frame lands on the sampled frame closest in time; its normalised boxes are
+    scaled by the model frame size (SPEC section 1: GT boxes are scaled by image_size).
+    """
+    t = len(times)
+    boxes = np.zeros((t, max_boxes, 4), np.float32)
+    box_valid = np.zeros((t, max_boxes), bool)
+    key_mask = np.zeros((t,), bool)
+    when = {kf["idx"]: kf["time"] for kf in rec.get("key_frames", [])}
+    for kf in rec.get("key_frames", []):
+        key_mask[int(np.argmin(np.abs(times - kf["time"])))] = True
+    scale = np.array([width, height, width, height], np.float32)
+    for frame, objs in rec.get("key_items", {}).items():
+        tt = when.get(int(frame), int(frame) / source_fps if source_fps > 0 else 0.0)
+        j = int(np.argmin(np.abs(times - tt)))
+        key_mask[j] = True
+        for name, bxs in objs.items():
+            for b in bxs:
+                k = int(box_valid[j].sum())
+                if k >= max_boxes:
+                    raise RecordError(rid, f"more than max_boxes={max_boxes} key boxes land "
+                                           f"on sampled frame {j}")
+                boxes[j, k] = np.asarray(b, np.float32) * scale
+                box_valid[j, k] = True
+    return boxes, box_valid, key_mask
+
+
+def _user_content(rec: dict, group_times: list[float] | None, question: str):
+    if group_times is None:
+        return [{"type": "image"}, {"type": "text", "text": question}]
+    content = [{"type": "text", "text": text.duration_text(rec["_duration"]) + "\n"}]
+    for g, t in enumerate(group_times):
+        content += [{"type": "text", "text": text.frame_text(g + 1, t)}, {"type": "video"}]
+    content.append({"type": "text", "text": "\n" + question})
+    return content
+
+
+def tokenize_prompt(rec: dict, *, task: str, question: str, group_times, tokens_per_group: int,
+                    tokenizer) -> np.ndarray:
+    """Chat-template ids with each single pad token expanded to `tokens_per_group` copies."""
+    messages = [{"role": "system", "content": text.system_prompt(task)},
+                {"role": "user", "content": _user_content(rec, group_times, question)}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = np.asarray(tokenizer(rendered, add_special_tokens=False)["input_ids"], np.int32)
+    pad = text.IMAGE_PAD_ID if group_times is None else text.VIDEO_PAD_ID
+    n_blocks = int((ids == pad).sum())
+    want = 1 if group_times is None else len(group_times)
+    if n_blocks != want:  # a question containing a literal pad token string, say
+        raise RecordError(record_id(rec), f"prompt has {n_blocks} vision blocks, expected {want}")
+    reps = np.where(ids == pad, tokens_per_group, 1)
+    return np.repeat(ids, reps)
+
+
+def make_example(item: dict, cfg: ExampleConfig) -> dict:
+    """The unpadded example of one source item; raises RecordError for a bad record."""
+    rec = item.get("record")
+    rid = record_id(rec, item.get("index"))
+    if item.get("error"):
+        raise RecordError(rid, item["error"])
+    check_schema(rec, item.get("index"))
+    media = item.get("media")
+    if media is None:
+        raise RecordError(rid, "no media (video/image) for this record")
+    is_image = rec["task"] == "visual QA"
+    if is_image:
+        frames = _load_image(media, rid, cfg)
+        times = np.zeros((2,), np.float64)
+        source_fps, duration = 1.0, 0.0
+        for kf in rec.get("key_frames", []):
+            if kf["idx"] != 0:
+                raise RecordError(rid, f"key frame idx {kf['idx']} on an image (only 0 exists)")
+        for frame in rec.get("key_items", {}):
+            if int(frame) != 0:
+                raise RecordError(rid, f"key_items frame {frame} on an image (only 0 exists)")
+    else:
+        try:
+            clip = video.load_video(media, fps=cfg.fps, min_frames=cfg.min_frames,
+                                    max_frames=cfg.max_frames, max_pixels=cfg.max_pixels,
+                                    min_pixels=cfg.min_pixels)
+        except video.VideoError as e:
+            raise RecordError(rid, f"undecodable video: {e}") from e
+        frames, times = clip.frames, clip.timestamps
+        source_fps, duration = clip.source_fps, clip.duration
+        total = (int(clip.indices[-1]) + 1 if clip.indices is not None
+                 else int(round(duration * source_fps)))
+        check_against_video(rec, duration=duration, num_frames=total,
+                            frame_interval=1.0 / max(source_fps, 1e-6))
+    t, h, w, _ = frames.shape
+    boxes, box_valid, key_mask = _key_boxes(rec, times, w, h, source_fps, cfg.max_boxes, rid)
+    question = rec["question"]
+    if cfg.prompt != "raw":
+        from visd_jax import prompts
+
+        group_no = np.arange(t) // TEMPORAL_PATCH + 1  # the number matches "Frame i" text
+        frames = np.asarray(_jit_apply(cfg.prompt)(
+            frames, boxes=boxes, box_mask=box_valid, frame_mask=key_mask, numbers=group_no))
+        question = question + prompts.hint(cfg.prompt)
+    patches, grid = video.patchify(frames)
+    patches, grid = np.asarray(patches, np.float32), np.asarray(grid, np.int32)
+    gt, gh, gw = (int(v) for v in grid)
+    group_times = None if is_image else [float(times[TEMPORAL_PATCH * g]) for g in range(gt)]
+    from visd_jax.text import load_tokenizer
+
+    ids = tokenize_prompt({**rec, "_duration": duration}, task=rec["task"], question=question,
+                          group_times=group_times, tokens_per_group=gh * gw // MERGE,
+                          tokenizer=load_tokenizer(cfg.tokenizer_dir))
+    if len(ids) > cfg.max_tokens or len(patches) > cfg.max_patches:
+        raise RecordError(rid, f"{len(ids)} tokens / {len(patches)} patches exceed the largest "
+                               f"bucket ({cfg.max_tokens} / {cfg.max_patches})")
+    spg = (float(times[-1] - times[0]) / (t - 1) * TEMPORAL_PATCH) if t > 1 and not is_image else 0.0
+    return {
+        "input_ids": ids,
+        "patches": patches,
+        "grid_thw": grid,
+        "frame_times": times.astype(np.float32),
+        "key_frame_mask": key_mask,
+        "boxes": boxes,
+        "box_valid": box_valid,
+        "second_per_grid": np.float32(spg),
+        "meta": {"id": rid, "task": rec["task"], "question": question,
+                 "answer": rec["answer"], "image_size": [int(w), int(h)],
+                 "duration": float(duration), "prompt": cfg.prompt,
+                 "key_frames": rec.get("key_frames", []),
+                 "key_items": rec.get("key_items", {})},
+    }

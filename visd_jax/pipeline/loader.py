@@ -1,0 +1,224 @@
+"""The grain pipeline: shard -> shuffle -> repeat -> make_example (workers) -> policy -> batch.
+
+    it = make_iterator(source, PipelineConfig(batch_size=4, workers=2))
+    batch = next(it)               # static-shape numpy dict + batch["meta"] (list of dicts)
+    state = it.get_state()         # JSON-able; iterator.set_state(state) resumes exactly
+    it.report()                    # {"good": n, "bad": m, "bad_records": [(id, reason)...]}
+
+Examples are built in grain worker processes (`mp_prefetch`); bad records travel back as
+markers and the policy is applied in the main process, so counts and logs are complete
+whatever the worker count. `skip` (training default) drops, counts and logs a bad record
+and never ends the epoch; `raise` (evaluation default) raises its RecordError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import grain
+
+from visd_jax.pipeline.batching import Buckets, pad_batch
+from visd_jax.pipeline.example import ExampleConfig, make_example
+from visd_jax.pipeline.records import RecordError, record_id
+
+log = logging.getLogger(__name__)
+POLICIES = ("skip", "raise")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    example: ExampleConfig = ExampleConfig()
+    buckets: Buckets = Buckets()
+    batch_size: int = 8
+    policy: str = "skip"
+    shuffle: bool = True
+    seed: int = 0
+    num_epochs: int | None = 1  # None: repeat forever (training)
+    drop_remainder: bool = False
+    workers: int = 0
+    worker_buffer: int = 2
+    read_threads: int = 2  # grain's per-process prefetch threads (its default of 16 is for big hosts)
+    shard_index: int | None = None  # default: jax.process_index()
+    shard_count: int | None = None  # default: jax.process_count()
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.batch_size < 1 or self.workers < 0 or self.worker_buffer < 1:
+            raise ValueError(f"need batch_size >= 1, workers >= 0, worker_buffer >= 1; got "
+                             f"{self.batch_size}, {self.workers}, {self.worker_buffer}")
+        if self.num_epochs is not None and self.num_epochs < 1:
+            raise ValueError(f"num_epochs must be >= 1 or None, got {self.num_epochs}")
+        if self.buckets.tokens[-1] > self.example.max_tokens or \
+                self.buckets.patches[-1] > self.example.max_patches:
+            raise ValueError("the largest bucket must not exceed example.max_tokens/max_patches")
+
+    @classmethod
+    def for_eval(cls, **kw) -> "PipelineConfig":
+        """Evaluation defaults: raise on bad records, no shuffling, one pass, no dropping."""
+        return cls(**{"policy": "raise", "shuffle": False, "num_epochs": 1, **kw})
+
+
+class _Prepare:
+    """The per-record transform; a bad record becomes a marker instead of an exception."""
+
+    def __init__(self, cfg: ExampleConfig):
+        self.cfg = cfg
+
+    def __call__(self, item: dict) -> dict:
+        try:
+            return make_example(item, self.cfg)
+        except RecordError as e:
+            return {"bad": (e.record_id, e.reason)}
+        except (ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
+            # Failures a malformed record can provoke in decoders and parsers. Import errors
+            # and other bugs of the pipeline itself propagate: they are not the record's.
+            rid = record_id(item.get("record"), item.get("index"))
+            return {"bad": (rid, f"{type(e).__name__}: {e}")}
+
+
+class _PolicyIterator(grain.DatasetIterator):
+    def __init__(self, parent, policy: str, report_limit: int):
+        super().__init__(parent)
+        self._policy, self._limit = policy, report_limit
+        self._good = self._bad = 0
+        self._reported: list[tuple[str, str]] = []
+
+    def __next__(self):
+        while True:
+            ex = next(self._parent)
+            if "bad" not in ex:
+                self._good += 1
+                return ex
+            rid, reason = ex["bad"]
+            if self._policy == "raise":
+                raise RecordError(rid, reason)
+            self._bad += 1
+            log.warning("skipping bad record %s: %s", rid, reason)
+            if len(self._reported) < self._limit:
+                self._reported.append((rid, reason))
+
+    def get_state(self):
+        return {"parent": self._parent.get_state(), "good": self._good, "bad": self._bad}
+
+    def set_state(self, state):
+        self._parent.set_state(state["parent"])
+        self._good, self._bad = state["good"], state["bad"]
+
+
+class _PolicyDataset(grain.IterDataset):
+    def __init__(self, parent, policy: str, report_limit: int = 10_000):
+        super().__init__(parent)
+        self._policy, self._limit = policy, report_limit
+
+    def __iter__(self):
+        return _PolicyIterator(self._parent.__iter__(), self._policy, self._limit)
+
+
+class _BatchIterator(grain.DatasetIterator):
+    """Takes batch_size examples per call and pads them; holds nothing between calls, so
+    its state is its parent's."""
+
+    def __init__(self, parent, cfg: PipelineConfig):
+        super().__init__(parent)
+        self._cfg = cfg
+
+    def __next__(self):
+        c = self._cfg
+        examples = []
+        while len(examples) < c.batch_size:
+            try:
+                examples.append(next(self._parent))
+            except StopIteration:
+                break
+        if not examples or (c.drop_remainder and len(examples) < c.batch_size):
+            raise StopIteration
+        return pad_batch(examples, batch_size=c.batch_size, buckets=c.buckets,
+                         max_frames=c.example.max_frames)
+
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state):
+        self._parent.set_state(state)
+
+
+class _BatchDataset(grain.IterDataset):
+    def __init__(self, parent, cfg: PipelineConfig):
+        super().__init__(parent)
+        self._cfg = cfg
+
+    def __iter__(self):
+        return _BatchIterator(self._parent.__iter__(), self._cfg)
+
+
+class PipelineIterator:
+    """Batches of model input with checkpointable state and a bad-record report."""
+
+    def __init__(self, dataset: grain.IterDataset):
+        self._it = iter(dataset)
+        it = self._it
+        while not isinstance(it, _PolicyIterator):
+            it = it._parent  # the batch iterator wraps the policy iterator
+        self._policy_it = it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._it)
+
+    def get_state(self) -> dict:
+        return self._it.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._it.set_state(state)
+
+    def report(self) -> dict:
+        p = self._policy_it
+        return {"good": p._good, "bad": p._bad, "bad_records": list(p._reported)}
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+
+def _shard(cfg: PipelineConfig) -> tuple[int, int]:
+    if cfg.shard_index is not None and cfg.shard_count is not None:
+        index, count = cfg.shard_index, cfg.shard_count
+    else:
+        import jax
+
+        index, count = jax.process_index(), jax.process_count()
+    if not 0 <= index < count:
+        raise ValueError(f"shard_index {index} must be in [0, shard_count={count})")
+    return index, count
+
+
+def make_dataset(source, cfg: PipelineConfig) -> grain.IterDataset:
+    """The grain dataset over a random-access `source` (StgrSource, TfdsSource, any
+    len/getitem sequence of items)."""
+    from visd_jax.text import tokenizer_dir
+
+    tokenizer_dir(cfg.example.tokenizer_dir)  # built once here, not raced by every worker
+    index, count = _shard(cfg)
+    ds = grain.MapDataset.source(source)
+    ds = ds[index::count]  # this process's records; every process sees a disjoint slice
+    if len(ds) == 0:
+        raise ValueError(f"shard {index}/{count} of {source!r} is empty")
+    if cfg.shuffle:
+        ds = ds.shuffle(seed=cfg.seed)
+    ds = ds.repeat(cfg.num_epochs)  # reshuffled per epoch, deterministically
+    ds = ds.map(_Prepare(cfg.example))
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
+                                              prefetch_buffer_size=2 * cfg.batch_size))
+    if cfg.workers > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=cfg.workers, per_worker_buffer_size=cfg.worker_buffer))
+    it = _PolicyDataset(it, cfg.policy)
+    return _BatchDataset(it, cfg)
+
+
+def make_iterator(source, cfg: PipelineConfig) -> PipelineIterator:
+    return PipelineIterator(make_dataset(source, cfg))
