@@ -136,15 +136,20 @@ def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str
 
 def image_record(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str,
                  image: str, frame: int) -> dict:
-    """A visual QA record on one frame: the colour of a visible shape, with its box."""
+    """A visual QA record on one frame: locate a visible shape by its colour.
+
+    The answer is the release's visual-QA grammar, `<obj>NAME</obj><box>[x1,y1,x2,y2]</box>`,
+    in pixels of the original image (`image_size`), which `ans_viou` scores.
+    """
     visible = [o for o in scene.objects if o.name in boxes[frame]]
     obj = visible[int(rng.integers(len(visible)))]
+    x1, y1, x2, y2 = (int(round(v)) for v in boxes[frame][obj.name])
     return {
         "id": f"{clip_id}-img",
         "task": IMAGE_TASK,
         "image": image,
-        "question": f"What colour is the {obj.shape} in the image?",
-        "answer": f"The {obj.shape} is {obj.colour}.",
+        "question": f"Where is the {obj.colour} {obj.shape} in the image?",
+        "answer": f"<obj>{obj.name}</obj><box>[{x1},{y1},{x2},{y2}]</box>",
         "image_size": [scene.width, scene.height],
         "key_frames": [{"idx": 0, "time": 0.0}],
         "key_items": {"0": {obj.name: [_norm_box(boxes[frame][obj.name], scene.width,

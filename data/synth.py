@@ -26,7 +26,7 @@ from PIL import Image
 
 from data import questions, scenes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: visual QA answers are <obj><box> (the release grammar)
 
 
 @dataclasses.dataclass(frozen=True)
