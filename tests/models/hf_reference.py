@@ -1,0 +1,82 @@
+"""Shared test inputs: a tiny random transformers Qwen2.5-VL and a padded text+video batch.
+
+The reference model is built from transformers' own `Qwen2_5_VLConfig` (not from our
+config code) and saved with `save_pretrained`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+VIDEO_ID, VSTART, VEND, PAD = 1013, 1009, 1010, 1000
+
+HF_TINY = dict(
+    text_config=dict(
+        vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6, initializer_range=0.15,
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 3, 3]),
+    ),
+    vision_config=dict(
+        depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+        window_size=56, fullatt_block_indexes=[1], tokens_per_second=2, patch_size=14,
+        temporal_patch_size=2, spatial_merge_size=2, in_channels=3,
+        initializer_range=0.15,
+    ),
+    image_token_id=1012, video_token_id=VIDEO_ID, vision_start_token_id=VSTART,
+    vision_end_token_id=VEND, tie_word_embeddings=False, initializer_range=0.15,
+)
+
+# Video A: 2 temporal patches of 6x10 patches -> 3x5 merged units per frame (odd, and the
+# 2x2-unit windows cross the frame's right and bottom edges). Video B: 3 temporal patches of
+# 4x6 patches. Non-integer seconds per temporal patch exercise the floor in M-RoPE.
+GRID = np.array([[2, 6, 10], [3, 4, 6]])
+SECONDS = np.array([1.3, 0.75], np.float32)
+
+
+def make_batch(seed: int = 0, *, patch_dim: int = 1176):
+    """Left-padded batch of two rows, each text + one video + text."""
+    rng = np.random.default_rng(seed)
+    n_tok = [int(t * h * w // 4) for t, h, w in GRID]
+    rows = [
+        [1001, 5, 17, VSTART] + [VIDEO_ID] * n_tok[0] + [VEND, 33, 44, 55, 66, 1002],
+        [1001, 9, VSTART] + [VIDEO_ID] * n_tok[1] + [VEND, 21, 22],
+    ]
+    T = max(map(len, rows))
+    ids = np.full((2, T), PAD, np.int64)
+    mask = np.zeros((2, T), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, T - len(r):] = r
+        mask[i, T - len(r):] = 1
+    pixels = rng.standard_normal((int(np.prod(GRID, axis=1).sum()), patch_dim)).astype(np.float32)
+    return ids, mask, pixels
+
+
+def build_hf_model(directory, seed: int = 0, **overrides):
+    """Random transformers model from HF_TINY, saved to `directory`; returns the torch model."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = Qwen2_5_VLConfig(**{**HF_TINY, **overrides})
+    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    # Non-trivial norm weights and biases so a transposed or skipped tensor cannot hide.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "ln_q" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    return model
+
+
+def hf_logits(model, ids, mask, pixels, grid=GRID, seconds=SECONDS):
+    import torch
+
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.as_tensor(ids),
+            attention_mask=torch.as_tensor(mask),
+            pixel_values_videos=torch.as_tensor(pixels),
+            video_grid_thw=torch.as_tensor(grid),
+            second_per_grid_ts=torch.as_tensor(seconds),
+            mm_token_type_ids=torch.as_tensor((ids == VIDEO_ID).astype(np.int64) * 2),
+        )
+    return out.logits.float().numpy()

@@ -1,0 +1,117 @@
+"""generate(): greedy equals transformers' greedy generate; sampled log-probs equal a forward pass."""
+from __future__ import annotations
+
+import sys
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
+from hf_reference import GRID, SECONDS, VIDEO_ID, build_hf_model, make_batch  # noqa: E402
+
+from visd_jax.sampling import Prompts, filter_logits, generate  # noqa: E402
+
+EOS, PAD = 1002, 1000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from visd_jax.models.hf_io import load_hf_checkpoint
+
+    d = tmp_path_factory.mktemp("hf_gen")
+    hf = build_hf_model(d, seed=4)
+    ids, mask, px = make_batch(seed=2)
+    ids, mask = ids[:, :-1], mask[:, :-1]  # drop row 0's eos so the prompt ends with text
+    return hf, load_hf_checkpoint(d), Prompts(ids, mask, px, GRID, SECONDS)
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_greedy_matches_transformers_generate(tiny):
+    import torch
+
+    hf, model, p = tiny
+    N = 12
+    out = generate(model, p, key=jax.random.key(0), max_new_tokens=N, temperature=0.0, stop_ids=[EOS], pad_id=PAD)
+    with torch.no_grad():
+        ref = hf.generate(
+            input_ids=torch.as_tensor(p.input_ids), attention_mask=torch.as_tensor(p.attention_mask),
+            pixel_values_videos=torch.as_tensor(p.pixel_values_videos),
+            video_grid_thw=torch.as_tensor(GRID), second_per_grid_ts=torch.as_tensor(SECONDS),
+            mm_token_type_ids=torch.as_tensor((p.input_ids == VIDEO_ID) * 2),
+            max_new_tokens=N, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
+        )[:, p.input_ids.shape[1]:].numpy()
+    toks, msk = np.asarray(out.tokens), np.asarray(out.mask).astype(bool)
+    ref = np.pad(ref, ((0, 0), (0, N - ref.shape[1])), constant_values=PAD)
+    np.testing.assert_array_equal(np.where(msk, toks, PAD), ref)
+    assert len(set(map(tuple, toks))) > 1  # the two prompts differ
+
+
+def _forward_logprobs(model, p, toks, msk):
+    """log p(token) from one full forward pass over prompt + completion."""
+    from flax import nnx
+
+    G = toks.shape[0] // p.input_ids.shape[0]
+    ids = np.concatenate([np.repeat(p.input_ids, G, 0), toks], 1)
+    mask = np.concatenate([np.repeat(p.attention_mask, G, 0), msk], 1)
+    grid = np.repeat(GRID, G, 0)
+    # Row b*G+g holds prompt b's video: each clip repeated G times, in row order.
+    px = np.concatenate([p.pixel_values_videos[a:b] for a, b in _video_slices() for _ in range(G)])
+    f = nnx.jit(lambda m, a, b, c, s: m(a, b, c, grid, s))
+    logits = np.asarray(f(model, ids, mask, px, np.repeat(SECONDS, G)), np.float64)
+    T = p.input_ids.shape[1]
+    return logits[:, T - 1: -1]
+
+
+def _video_slices():
+    n = np.concatenate([[0], np.cumsum(GRID.prod(1))])
+    return [(int(n[i]), int(n[i + 1])) for i in range(len(GRID))]
+
+
+def _log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, None)])
+def test_sampled_logprobs_equal_forward_pass(tiny, temperature, top_k):
+    _, model, p = tiny
+    G, N = 3, 8
+    out = generate(model, p, key=jax.random.key(1), num_samples=G, max_new_tokens=N,
+                   temperature=temperature, top_p=1.0, top_k=top_k, stop_ids=[EOS], pad_id=PAD)
+    toks, lps, msk = map(np.asarray, out)
+    logits = _forward_logprobs(model, p, toks, msk)
+    ref = np.take_along_axis(_log_softmax(logits / temperature), toks[..., None], -1)[..., 0]
+    m = msk.astype(bool)
+    np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
+    assert len({tuple(r) for r in toks}) > 1  # samples differ
+    again = generate(model, p, key=jax.random.key(1), num_samples=G, max_new_tokens=N,
+                     temperature=temperature, top_p=1.0, top_k=top_k, stop_ids=[EOS], pad_id=PAD)
+    np.testing.assert_array_equal(np.asarray(again.tokens), toks)  # deterministic for a key
+
+
+def test_filter_logits_against_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 50)).astype(np.float32)
+    got = np.asarray(filter_logits(jnp.asarray(x), temperature=0.5, top_k=10, top_p=0.8))
+    for row, g in zip(x, got):
+        z = row.astype(np.float64) / 0.5
+        order = np.argsort(-z)[:10]
+        pr = np.exp(z[order] - z[order].max())
+        pr /= pr.sum()
+        before = np.cumsum(pr) - pr
+        kept = set(order[before < 0.8].tolist())
+        assert set(np.flatnonzero(np.isfinite(g)).tolist()) == kept
+        np.testing.assert_allclose(g[sorted(kept)], z[sorted(kept)], rtol=1e-6)
+
+
+def test_generate_rejects_right_padding(tiny):
+    _, model, p = tiny
+    ids = np.asarray(p.input_ids)[:, ::-1]
+    with pytest.raises(ValueError, match="left-padded"):
+        generate(model, Prompts(ids, np.asarray(p.attention_mask)[:, ::-1]), key=jax.random.key(0),
+                 max_new_tokens=2)

@@ -1,0 +1,124 @@
+"""Qwen2 decoder: grouped-query attention with M-RoPE, RMSNorm, SwiGLU; optional KV cache.
+
+One code path serves training (no cache, causal over the sequence) and sampling (a
+static-shape cache [L, B, S, G, K] written at `cache_index`). The attention mask is
+`key_valid[b, s] and key_slot[s] <= query_slot[t]`: causal over slots plus padding.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from visd_jax.models.config import TextConfig
+from visd_jax.models.layers import Dense, RMSNorm, SwiGLU, apply_rope, attention, param
+from visd_jax.models.rope import mrope_cos_sin
+from visd_jax.parallel import shard
+
+
+class KVCache(NamedTuple):
+    """Keys/values of every layer: [L, B, S, G, K] each (static shape, filled in place)."""
+
+    k: jax.Array
+    v: jax.Array
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: TextConfig, *, param_dtype, rngs: nnx.Rngs):
+        d, h, g, k = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.h, self.g, self.k = h, g, k
+        kw = dict(bias=True, param_dtype=param_dtype, rngs=rngs)
+        self.q_proj = Dense(d, h * k, names=("embed", "heads"), **kw)
+        self.k_proj = Dense(d, g * k, names=("embed", "kv_heads"), **kw)
+        self.v_proj = Dense(d, g * k, names=("embed", "kv_heads"), **kw)
+        self.o_proj = Dense(h * k, d, names=("heads", "embed"), bias=False, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv=None, cache_index=None):
+        B, T, _ = x_BxTxD.shape
+        q = self.q_proj(x_BxTxD).reshape(B, T, self.h, self.k)
+        k = self.k_proj(x_BxTxD).reshape(B, T, self.g, self.k)
+        v = self.v_proj(x_BxTxD).reshape(B, T, self.g, self.k)
+        q = shard(apply_rope(q, cos, sin), ("batch", "seq", "heads", "head_dim"))
+        k = shard(apply_rope(k, cos, sin), ("batch", "seq", "kv_heads", "head_dim"))
+        v = shard(v, ("batch", "seq", "kv_heads", "head_dim"))
+        if kv is not None:
+            k_cache, v_cache = kv
+            k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, axis=1)
+            kv = (k, v)
+            k, v = k.astype(q.dtype), v.astype(q.dtype)
+        out = attention(q, k, v, allowed_BxTxS)
+        return self.o_proj(out.reshape(B, T, self.h * self.k)), kv
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: TextConfig, *, param_dtype, rngs: nnx.Rngs):
+        self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+        self.self_attn = Attention(cfg, param_dtype=param_dtype, rngs=rngs)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, bias=False, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x, cos, sin, allowed, kv=None, cache_index=None):
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, kv, cache_index)
+        x = x + a
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return shard(x, ("batch", "seq", "embed")), kv
+
+
+class TextModel(nnx.Module):
+    def __init__(self, cfg: TextConfig, *, param_dtype, dtype, remat: bool, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.dtype = dtype
+        self.remat = remat
+        self.embed_tokens = param(rngs, (cfg.vocab_size, cfg.hidden_size), param_dtype, ("vocab", "embed"))
+        self.layers = nnx.List(
+            [DecoderLayer(cfg, param_dtype=param_dtype, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
+        )
+        self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
+
+    def embed(self, input_ids_BxT: jax.Array) -> jax.Array:
+        emb = jnp.take(self.embed_tokens[...], input_ids_BxT, axis=0).astype(self.dtype)
+        return shard(emb, ("batch", "seq", "embed"))
+
+    def __call__(
+        self,
+        h_BxTxD: jax.Array,
+        positions_3xBxT: jax.Array,
+        key_valid_BxS: jax.Array | None,
+        cache: KVCache | None = None,
+        cache_index: jax.Array | int | None = None,
+    ):
+        """Final-normed hidden states [B, T, D] and the updated cache (None without one)."""
+        cfg = self.cfg
+        B, T, _ = h_BxTxD.shape
+        cos, sin = mrope_cos_sin(positions_3xBxT, head_dim=cfg.head_dim, theta=cfg.rope_theta,
+                                 mrope_section=cfg.mrope_section)
+        if cache is None:
+            S, q_slot = T, jnp.arange(T)
+        else:
+            S, q_slot = cache.k.shape[2], cache_index + jnp.arange(T)
+        if key_valid_BxS is None:
+            key_valid_BxS = jnp.ones((B, S), bool)
+        allowed = key_valid_BxS.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= q_slot[None, :, None])
+        h = h_BxTxD.astype(self.dtype)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            kv = None if cache is None else (cache.k[i], cache.v[i])
+            if self.remat:
+                h, kv = nnx.remat(lambda lyr, x, kv: lyr(x, cos, sin, allowed, kv, cache_index))(layer, h, kv)
+            else:
+                h, kv = layer(h, cos, sin, allowed, kv, cache_index)
+            if kv is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        h = self.norm(h)
+        new_cache = None if cache is None else KVCache(jnp.stack(new_k), jnp.stack(new_v))
+        return h, new_cache
+
+
+def init_cache(cfg: TextConfig, batch: int, max_len: int, dtype) -> KVCache:
+    shape = (cfg.num_hidden_layers, batch, max_len, cfg.num_key_value_heads, cfg.head_dim)
+    zeros = jnp.zeros(shape, dtype)
+    return KVCache(zeros, zeros)

@@ -1,0 +1,120 @@
+"""Rotary positions: the vision tower's 2-D rope and the decoder's multimodal rope (M-RoPE).
+
+Qwen2.5-VL (Bai et al., 2025, sec. 2.1): every decoder token has three position ids
+(time, height, width). Text tokens use the same id on all three; a video's merged patch at
+(t, h, w) gets (s + floor(t * tokens_per_second * second_per_grid_t), s + h, s + w), where s
+is the running position when the video starts; the running position then advances by
+max(H, W) / merge (transformers 5.x `Qwen2_5_VLModel.get_rope_index`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+
+def inv_freq(dim: int, theta: float) -> jax.Array:
+    """1 / theta^(2i/dim) for i < dim/2, in float32 as the reference computes it."""
+    return 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+
+
+def vision_hw_ids(grid_h: int, grid_w: int, merge: int) -> np.ndarray:
+    """(h, w) patch coordinates in the processor's block-major order: [H*W, 2].
+
+    The processor emits a frame's patches merge-block by merge-block (each 2x2 block's four
+    patches are consecutive) so the merger can view 4 consecutive tokens as one.
+    """
+    if grid_h % merge or grid_w % merge:
+        raise ValueError(f"video grid {grid_h}x{grid_w} is not divisible by spatial_merge_size {merge}")
+    hh, ww = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
+    shape = (grid_h // merge, merge, grid_w // merge, merge)
+    hh = hh.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+    ww = ww.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+    return np.stack([hh, ww], axis=-1)
+
+
+def vision_cos_sin(grid_h: int, grid_w: int, *, head_dim: int, theta: float, merge: int):
+    """cos, sin [H*W, head_dim] of the axial 2-D rope: half the frequencies for h, half for w."""
+    ids = jnp.asarray(vision_hw_ids(grid_h, grid_w, merge), jnp.float32)
+    freq = inv_freq(head_dim // 2, theta)  # head_dim // 4 frequencies, shared by h and w
+    f_h = ids[:, 0:1] * freq
+    f_w = ids[:, 1:2] * freq
+    f = jnp.concatenate([f_h, f_w], axis=-1)
+    f = jnp.concatenate([f, f], axis=-1)
+    return jnp.cos(f), jnp.sin(f)
+
+
+def mrope_cos_sin(positions_3xBxT: jax.Array, *, head_dim: int, theta: float, mrope_section):
+    """cos, sin [B, T, head_dim]: frequency band i of `mrope_section` uses position row i."""
+    freq = inv_freq(head_dim, theta)  # [head_dim/2]
+    f = positions_3xBxT.astype(jnp.float32)[..., None] * freq  # [3, B, T, head_dim/2]
+    bounds = np.cumsum([0, *mrope_section])
+    f = jnp.concatenate([f[i, ..., bounds[i]: bounds[i + 1]] for i in range(3)], axis=-1)
+    f = jnp.concatenate([f, f], axis=-1)
+    return jnp.cos(f), jnp.sin(f)
+
+
+def get_rope_index(
+    input_ids_BxT: jax.Array,
+    attention_mask_BxT: jax.Array | None = None,
+    video_grid_thw: np.ndarray | None = None,
+    second_per_grid_ts: jax.Array | None = None,
+    *,
+    video_token_id: int,
+    spatial_merge_size: int,
+    tokens_per_second: int,
+):
+    """3-D positions [3, B, T] (int32, 0 at padding) and rope deltas [B] for decoding.
+
+    Traceable: the token layout may be a tracer; `video_grid_thw` [num_videos, 3] must be
+    concrete (it fixes array shapes anyway). Each maximal run of video tokens is one video,
+    taken in row-major order over the batch, as in transformers. The delta is
+    max(position) + 1 - num_valid_tokens: the next generated token at valid index n gets
+    position n + delta.
+    """
+    ids = jnp.asarray(input_ids_BxT)
+    B, T = ids.shape
+    valid = jnp.ones((B, T), bool) if attention_mask_BxT is None else jnp.asarray(attention_mask_BxT).astype(bool)
+    is_vid = (ids == video_token_id) & valid
+    if video_grid_thw is None:
+        grid = np.zeros((1, 3), np.int64)
+    else:
+        grid = np.asarray(video_grid_thw, np.int64).reshape(-1, 3)
+    n_vid = grid.shape[0]
+    lh = jnp.asarray(grid[:, 1] // spatial_merge_size, jnp.int32)
+    lw = jnp.asarray(grid[:, 2] // spatial_merge_size, jnp.int32)
+    if second_per_grid_ts is None:
+        interval = jnp.full((n_vid,), float(tokens_per_second), jnp.float32)
+    else:
+        interval = tokens_per_second * jnp.asarray(second_per_grid_ts, jnp.float32).reshape(-1)
+
+    prev = jnp.pad(is_vid[:, :-1], ((0, 0), (1, 0)))
+    nxt = jnp.pad(is_vid[:, 1:], ((0, 0), (0, 1)))
+    start = is_vid & ~prev
+    last = is_vid & ~nxt
+    # Global video index: videos are numbered row-major across the batch.
+    starts_flat = start.reshape(-1).astype(jnp.int32)
+    vid_idx = (jnp.cumsum(starts_flat) - 1).reshape(B, T)
+    vid_idx = jnp.clip(vid_idx, 0, n_vid - 1)
+    # Rank of a token inside its run: count of video tokens since the run's start.
+    count = jnp.cumsum(is_vid.astype(jnp.int32), axis=1)
+    at_start = jnp.where(start, count - 1, 0)
+    run_base = jax.lax.cummax(at_start, axis=1)
+    j = count - 1 - run_base
+    g_h, g_w, g_int = lh[vid_idx], lw[vid_idx], interval[vid_idx]
+    hw = g_h * g_w
+    t_i = j // jnp.maximum(hw, 1)
+    r = j % jnp.maximum(hw, 1)
+    h_i, w_i = r // jnp.maximum(g_w, 1), r % jnp.maximum(g_w, 1)
+    t_pos = jnp.floor(t_i.astype(jnp.float32) * g_int).astype(jnp.int32)
+
+    # Running position: +1 after each valid text token, +max(h, w) after a video's last token.
+    inc = jnp.where(valid & ~is_vid, 1, 0) + jnp.where(last, jnp.maximum(g_h, g_w), 0)
+    base = jnp.cumsum(inc, axis=1) - inc  # exclusive: the position where this token starts
+    text_pos = jnp.broadcast_to(base, (3, B, T))
+    vid_pos = jnp.stack([base + t_pos, base + h_i, base + w_i])
+    pos = jnp.where(is_vid[None], vid_pos, text_pos)
+    pos = jnp.where(valid[None], pos, 0).astype(jnp.int32)
+    max_pos = jnp.max(jnp.where(valid[None], pos, -1), axis=(0, 2))
+    deltas = max_pos + 1 - jnp.sum(valid, axis=1).astype(jnp.int32)
+    return pos, deltas

@@ -1,0 +1,4 @@
+"""Rollout sampling: jitted prefill + decode with a static KV cache (see generate.py)."""
+from visd_jax.sampling.generate import Prompts, Samples, filter_logits, generate
+
+__all__ = ["Prompts", "Samples", "filter_logits", "generate"]
