@@ -11,3 +11,9 @@ def get_config(arg: str | None = None):
     if c.variant == "local":
         c.workdir = "workdir/gspo_local"
     return c
+
+
+if __name__ == "__main__":  # grain spawns worker processes: keep start-up under this guard
+    from visd_jax.training import cli
+
+    cli.main(__file__)

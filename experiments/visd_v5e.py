@@ -48,3 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.mesh.update(data=-1, fsdp=8, tensor=1)
         c.rl.prompts_per_step = 64
     return c
+
+
+if __name__ == "__main__":  # grain spawns worker processes: keep start-up under this guard
+    from visd_jax.training import cli
+
+    cli.main(__file__)

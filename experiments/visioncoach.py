@@ -8,3 +8,9 @@ def get_config(arg: str | None = None):
     if c.variant == "local":
         c.workdir = "workdir/visioncoach_local"
     return c
+
+
+if __name__ == "__main__":  # grain spawns worker processes: keep start-up under this guard
+    from visd_jax.training import cli
+
+    cli.main(__file__)

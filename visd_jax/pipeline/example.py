@@ -202,7 +202,9 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
         # Video boxes are normalised, so image_size is the model frame they are scaled to.
         # A visual-QA answer box is in original-image pixels: keep that size and give the
         # model's as image_size_refine, which the rewards rescale by (the release's fields).
-        "meta": {"id": rid, "task": rec["task"], "question": question, "answer": rec["answer"],
+        # `index` lets the trainer rebuild this example with a visual prompt (hard samples)
+        "meta": {"id": rid, "index": item.get("index"), "task": rec["task"],
+                 "question": question, "answer": rec["answer"],
                  **({"image_size": list(rec.get("image_size") or [int(w), int(h)]),
                      "image_size_refine": [int(w), int(h)]} if is_image
                     else {"image_size": [int(w), int(h)]}),

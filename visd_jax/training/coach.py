@@ -1,0 +1,104 @@
+"""VisionCoach on the host: hard prompts -> visual prompts -> prompted rollouts -> the
+self-distillation set S (SPEC section 5).
+
+A hard example is rebuilt from its source record with the chosen visual prompt on its key
+frames and the prompt's hint appended to the question (the pipeline's `make_example`, so
+the prompted input goes through exactly the raw input's path). Prompted batches are padded
+to the raw batch size with copies of a real row, which keeps the sampler's shapes static;
+the copies never enter S.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from visd_jax.pipeline import make_example, pad_batch
+from visd_jax.training import inputs
+from visd_jax.training.rollouts import Rollouts
+from visd_jax.training.routing import hard_mask, select_for_distillation
+from visd_jax.training.selector import PROMPT_KINDS
+from visd_jax.training.step import Seq
+
+
+@dataclasses.dataclass
+class CoachResult:
+    seq: Seq | None  # [S, L' + T] prompted rollouts kept for the NLL, S static
+    selected: np.ndarray  # [S] 1 for rows in S, 0 for padding rows
+    stats: dict
+    row_videos: list = dataclasses.field(default_factory=list)  # inputs.Videos of each row
+
+    def rows(self, idx) -> Seq:
+        """Rows `idx` of `seq`, with exactly their videos."""
+        s = self.seq
+        v = inputs.concat_videos([self.row_videos[i] for i in idx])
+        return Seq(s.ids[idx], s.mask[idx], s.targets[idx], s.tmask[idx], v.pixels, v.seconds, v.grid)
+
+
+def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int):
+    """The hard examples rebuilt with visual prompt `kind`, padded to `batch_size` rows."""
+    cfg = dataclasses.replace(example_cfg, prompt=kind)
+    examples = [make_example(source[m["index"]], cfg) for m in metas]
+    examples += [examples[-1]] * (batch_size - len(examples))
+    return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames)
+
+
+def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_cfg, buckets,
+          max_frames: int, threshold: float, top_n: int, rule: str, pad_id: int, token_buckets) -> CoachResult:
+    """`do_rollout(prompted_batch) -> Rollouts` samples G completions of every row."""
+    n = len(raw.rows)
+    g = raw.tokens.shape[0] // n
+    hard = hard_mask(raw.scores["total"], threshold=threshold)
+    stats = {"coach/hard_frac": float(hard.mean())}
+    size = n * top_n
+    if not hard.any() or top_n == 0:
+        return CoachResult(None, np.zeros((size,), np.int32), {**stats, "coach/sd_rows": 0.0})
+    hard_idx = np.flatnonzero(hard)
+    metas = [batch["meta"][raw.rows[i]] for i in hard_idx]
+    cands = selector.candidates(metas)
+    kinds = [k for k in PROMPT_KINDS if any(k in c for c in cands)]
+    results = {}
+    for kind in kinds:
+        pb = prompted_batch(source, metas, kind, example_cfg, batch_size=n, buckets=buckets,
+                            max_frames=max_frames)
+        results[kind] = (pb, do_rollout(pb))
+    chosen = []
+    for i, c in enumerate(cands):
+        best = max(c, key=lambda k: (results[k][1].scores["total"][i].mean(), -PROMPT_KINDS.index(k)))
+        chosen.append(best)
+        stats[f"coach/kind_{best}"] = stats.get(f"coach/kind_{best}", 0.0) + 1.0 / len(cands)
+
+    picked = []  # (kind, prompted row i, sample g)
+    prompted_means = []
+    for i, (h, kind) in enumerate(zip(hard_idx, chosen)):
+        ro = results[kind][1]
+        prompted_means.append(float(ro.scores["total"][i].mean()))
+        keep = select_for_distillation(
+            raw_total_G=raw.scores["total"][h], raw_answer_G=raw.answer[h],
+            prompted_total_G=ro.scores["total"][i], prompted_answer_G=ro.answer[i],
+            top_n=top_n, rule=rule)
+        picked += [(kind, i, int(j)) for j in np.flatnonzero(keep)]
+    stats["coach/prompted_reward"] = float(np.mean(prompted_means))
+    stats["coach/raw_reward_hard"] = float(raw.scores["total"][hard_idx].mean())
+    stats["coach/sd_rows"] = float(len(picked))
+    if not picked:
+        return CoachResult(None, np.zeros((size,), np.int32), stats)
+
+    selected = np.zeros((size,), np.int32)
+    selected[: len(picked)] = 1
+    picked += [picked[0]] * (size - len(picked))  # static S; padding rows are not selected
+    ids, toks, tmask, vids = [], [], [], []
+    for kind, i, j in picked:
+        pb, ro = results[kind]
+        ids.append(pb["input_ids"][i, : int(pb["attention_mask"][i].sum())])
+        toks.append(ro.tokens[i * g + j])
+        tmask.append(ro.mask[i * g + j])
+        vids.append((pb, i))
+    length = inputs.bucket(max(len(x) for x in ids), token_buckets)
+    ptok, pmask = inputs.left_pad(ids, length, pad_id)
+    toks, tmask = np.stack(toks).astype(np.int32), np.stack(tmask).astype(np.int32)
+    sid, smask = inputs.sequences(ptok, pmask, toks, tmask)
+    row_videos = [inputs.videos_for_rows(pb, [i]) for pb, i in vids]
+    v = inputs.concat_videos(row_videos)
+    seq = Seq(sid, smask, toks, tmask, v.pixels, v.seconds, v.grid)
+    return CoachResult(seq, selected, stats, row_videos)

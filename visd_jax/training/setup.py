@@ -1,0 +1,62 @@
+"""Building a run's model, tokenizer and data source from its config; state <-> flat dict.
+
+Checkpoints store the train state as a flat {path: array} dict: orbax restores plain dicts
+of arrays into any sharding, whatever pytree classes (nnx.State, optax states) the live
+state is made of.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from etils import epath
+
+from visd_jax.models import Qwen25VL, Qwen25VLConfig
+from visd_jax.models.hf_io import load_hf_checkpoint
+from visd_jax.pipeline import StgrSource, TfdsSource
+from visd_jax.text import load_tokenizer
+
+
+def build_model(cfg, mesh):
+    """(model, tokenizer, tokenizer_dir) for `cfg.model`: a named preset with random weights
+    and the project's tiny tokenizer, or a Hugging Face checkpoint directory and its own."""
+    m = cfg.model
+    param_dtype, dtype = getattr(jnp, m.param_dtype), getattr(jnp, m.dtype)
+    if m.path:
+        model = load_hf_checkpoint(m.path, mesh=mesh, dtype=param_dtype, compute_dtype=dtype, remat=m.remat)
+        from transformers import AutoTokenizer
+
+        return model, AutoTokenizer.from_pretrained(m.path), str(m.path)
+    model = Qwen25VL.create(Qwen25VLConfig.preset(m.preset), mesh=mesh, seed=cfg.seed,
+                            param_dtype=param_dtype, dtype=dtype, remat=m.remat)
+    return model, load_tokenizer(), None
+
+
+def build_data(cfg, workdir):
+    """The record source: the synthetic set (generated on demand, cached), STGR files, or TFDS."""
+    d = cfg.data
+    if d.source == "synthetic":
+        import data
+
+        cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
+        # video tasks only: the policy has no image input path yet
+        ds = data.generate(str(cache), seed=d.synthetic_seed, num_clips=max(1, d.synthetic_examples // 5),
+                           images=False)
+        return StgrSource(ds.annotations, ds.video_root)
+    if d.source == "stgr":
+        return StgrSource(d.annotations, d.video_root or None)
+    return TfdsSource(d.tfds_name, split=d.split)
+
+
+def flat_state(state) -> dict:
+    """{'params/model/...': array} for every array leaf of the train state."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def unflat_state(like, flat: dict):
+    """The train state with the structure of `like` and the arrays of `flat`."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+    missing = [jax.tree_util.keystr(p) for p, _ in paths if jax.tree_util.keystr(p) not in flat]
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} state arrays, e.g. {missing[:3]}")
+    return jax.tree_util.tree_unflatten(treedef, [flat[jax.tree_util.keystr(p)] for p, _ in paths])
