@@ -31,9 +31,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.preset = "tiny"
         c.data.update(source="synthetic", synthetic_examples=64, max_frames=4, min_frames=4,
                       max_pixels=56 * 56, min_pixels=28 * 28, max_prompt_tokens=512)
-        c.sft.update(steps=60, batch_size=8, lr=3e-3, warmup_steps=5)
-        c.rl.update(steps=40, prompts_per_step=4, num_generations=4, minibatches=2, max_new_tokens=48,
-                    lr=3e-4, warmup_steps=2, top_p=1.0)
+        # two grounded claims per trace keep completions short enough for the tiny model
+        c.sft.update(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, max_claims=2)
+        c.rl.update(steps=60, prompts_per_step=4, num_generations=4, minibatches=2, max_new_tokens=160,
+                    lr=2e-4, warmup_steps=2, top_p=1.0)
         # the tiny run is short: scale the paper's 600-step ramp to the run length
         c.visd.update(lambda_steps=30)
         c.checkpoint.update(every=10, keep=2)

@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
         fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
     )
-    c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0)
+    c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0, max_claims=0)  # max_claims 0: all
     c.rl = dict(
         steps=100, prompts_per_step=8, num_generations=4, minibatches=4,
         max_new_tokens=768, temperature=1.0, top_p=0.95, top_k=0,
@@ -72,6 +72,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("sft.batch_size", _positive_int, "a positive int"),
+    ("sft.max_claims", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = every claim)"),
     ("sft.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
     ("rl.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("rl.prompts_per_step", _positive_int, "a positive int"),

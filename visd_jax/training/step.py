@@ -88,7 +88,7 @@ def score_fn(graphdef, grid, teacher_grid, temperature: float, signal_mode: str,
 
 
 def _apply_update(state, grads, loss, optimizer):
-    gnorm = optax.global_norm(grads)
+    gnorm = optax.tree.norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
     updates, new_opt = optimizer.update(grads, state["opt"], state["params"])
     new_params = optax.apply_updates(state["params"], updates)

@@ -21,7 +21,7 @@ def _span(answer: str, rid: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def _claims(rec: Mapping[str, Any]) -> list[str]:
+def _claims(rec: Mapping[str, Any], max_claims: int | None) -> list[str]:
     # claims are in the pixels of the frames the model sees
     w, h = rec.get("image_size_refine") or rec["image_size"]
     times = {int(k["idx"]): float(k["time"]) for k in rec.get("key_frames", [])}
@@ -35,6 +35,10 @@ def _claims(rec: Mapping[str, Any]) -> list[str]:
                 "<box>[{},{},{},{}]</box>".format(*(int(round(v * s)) for v, s in zip(b, (w, h, w, h))))
                 for b in boxes)
             out.append(f"<obj>{name}</obj>{pix}at<t>{_t(t)}</t>s")
+    if max_claims is not None and len(out) > max_claims:
+        # evenly spread over the clip, first and last kept: the evidence that spans the event
+        keep = sorted({round(i * (len(out) - 1) / max(1, max_claims - 1)) for i in range(max_claims)})
+        out = [out[i] for i in keep]
     return out
 
 
@@ -48,12 +52,15 @@ def _fmt_span(s: float, e: float) -> str:
     return f"From <t>{_t(s)}</t>s to <t>{_t(e)}</t>s"
 
 
-def trace(rec: Mapping[str, Any]) -> str:
+def trace(rec: Mapping[str, Any], *, max_claims: int | None = None) -> str:
     """`<think>...</think><answer>...</answer>` for `rec` (an STGR record whose
-    `image_size_refine`, or else `image_size`, is the size of the frames the model sees)."""
+    `image_size_refine`, or else `image_size`, is the size of the frames the model sees).
+
+    `max_claims` caps the grounded claims (evenly spread over time) so a small model's
+    traces fit a short completion budget."""
     task, answer = rec["task"], str(rec["answer"])
     rid = str(rec.get("id", "?"))
-    claims = _claims(rec)
+    claims = _claims(rec, max_claims)
     seen = ("I find " + ", then ".join(claims) + ". ") if claims else ""
     if task == "temporal QA":
         s, e = _span(answer, rid)

@@ -13,6 +13,7 @@ restarted in the same work directory resumes where the last checkpoint left it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
+from jax.sharding import NamedSharding, PartitionSpec
 from flax import nnx
 
 from visd_jax import losses
@@ -90,6 +92,11 @@ class Trainer:
         self.state = {"params": params, "opt": opt.init(params),
                       "teacher": jax.tree.map(jnp.copy, params) if uses_teacher else None,
                       "step": jnp.zeros((), jnp.int32)}
+        # scalars (step, optimizer counts) are born on one device: replicate them on the mesh
+        # so every leaf has a mesh sharding and the jitted step's out_shardings are explicit
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.state = jax.tree.map(
+            lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated), self.state)
         self.shardings = jax.tree.map(lambda x: x.sharding, self.state)
         r, v = cfg.rl, cfg.visd
         self.steps = Steps(self.graphdef, self.rl_opt, self.shardings, temperature=r.temperature,
@@ -104,6 +111,10 @@ class Trainer:
         self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard)
         self.progress = Progress(self.total, enabled=self.main and cfg.log.progress)
 
+    def _placed(self, tree, part: str):
+        """`tree` (a fresh part of the state) put on the shardings that part has."""
+        return jax.device_put(tree, self.shardings[part])
+
     # ------------------------------------------------------------------ checkpoints
     def _maybe_resume(self):
         step = self.ckpt.latest_step()
@@ -112,7 +123,7 @@ class Trainer:
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                                 flat_state(self.state))
         if step > self.sft_steps and self.sft_steps:  # the checkpoint holds the RL optimizer's state
-            self.state["opt"] = self.rl_opt.init(self.state["params"])
+            self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                                     flat_state(self.state))
         flat, meta = self.ckpt.restore(step, abstract)
@@ -148,7 +159,7 @@ class Trainer:
     def sft_step(self, step: int) -> dict:
         batch = next(self.sft_iter)
         rows = [b for b in range(len(batch["meta"])) if batch["example_mask"][b]]
-        targets = [np.asarray(self.tokenizer(trace(batch["meta"][b]), add_special_tokens=False)["input_ids"]
+        targets = [np.asarray(self.tokenizer(trace(batch["meta"][b], max_claims=self.cfg.sft.max_claims or None), add_special_tokens=False)["input_ids"]
                               + [self.eos_id], np.int32) for b in rows]
         t = inputs.bucket(max(len(x) for x in targets), (32, 64, 128, 256, 512, 1024))
         tok = np.full((len(rows), t), self.pad_id, np.int32)
@@ -169,7 +180,7 @@ class Trainer:
         cfg, r = self.cfg, self.cfg.rl
         rl_step = step - self.sft_steps
         if rl_step == 0 and self.sft_steps:
-            self.state["opt"] = self.rl_opt.init(self.state["params"])  # fresh moments for RL
+            self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")  # fresh moments
         t0 = time.perf_counter()
         batch = next(self.rl_iter)
         rows = [b for b in range(len(batch["meta"])) if batch["example_mask"][b]]
@@ -257,8 +268,19 @@ class Trainer:
             out[f"train/{k}"] = float(np.mean([mm[k] for mm in mets]))
         out["train/skipped"] = float(sum(mm["skipped"] for mm in mets))
         out["tokens_per_s"] = float(raw.mask.sum()) / max(times["time/rollout"], 1e-9)
+        self._samples(step + 1, batch["meta"][raw.rows[0]], raw.texts[:g], total[0])
         out.update(times)
         return out
+
+    def _samples(self, step: int, meta: dict, texts, totals):
+        """Appends the first prompt's rollouts to samples.jsonl: what the policy writes."""
+        if not self.main:
+            return
+        with (self.workdir / "samples.jsonl").open("a") as f:
+            f.write(json.dumps({"step": step, "id": meta["id"], "task": meta["task"],
+                                "answer": meta["answer"],
+                                "completions": [{"text": t, "reward": float(x)} for t, x in zip(texts, totals)]})
+                    + "\n")
 
     # ------------------------------------------------------------------ loop
     def run(self) -> list[dict]:

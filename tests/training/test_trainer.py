@@ -1,0 +1,56 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from visd_jax.training.metrics import read_metrics
+from visd_jax.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("mode", ["gspo", "visioncoach", "visd", "visd_coach"])
+def test_every_mode_runs_a_few_steps(make_config, mode):
+    cfg = make_config(mode=mode)
+    rows = Trainer(cfg).run()
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[0]["phase"] == "sft" and math.isfinite(rows[0]["sft/loss"])
+    rl = rows[1:]
+    for r in rl:
+        assert r["phase"] == "rl" and 0.0 <= r["reward/total"] <= 7.0
+        assert math.isfinite(r["train/loss"]) and r["train/skipped"] == 0
+        assert r["train/gspo/num_sequences"] == 2.0  # 4 rollouts in 2 minibatches
+    coach = mode in ("visioncoach", "visd_coach")
+    visd = mode in ("visd", "visd_coach")
+    assert ("coach/hard_frac" in rl[0]) == coach
+    assert ("train/visd/weight_mean" in rl[0]) == visd
+    if visd:
+        assert rl[0]["visd/lambda"] == pytest.approx(0.5)
+        assert rl[1]["visd/lambda"] == pytest.approx(0.45)
+        assert any(k.startswith("judge/") for k in rl[0])
+    # second minibatch is off-policy: the ratio has moved away from 1
+    assert rl[-1]["train/gspo/ratio_max"] != 1.0 or rl[-1]["train/gspo/ratio_min"] != 1.0
+
+
+def test_sft_only_mode(make_config):
+    rows = Trainer(make_config(mode="sft", sft_steps=2, rl_steps=0)).run()
+    assert [r["phase"] for r in rows] == ["sft", "sft"]
+
+
+def test_resume_continues_step_for_step(make_config, tmp_path):
+    full = Trainer(make_config(mode="visd_coach", rl_steps=3)).run()
+    cfg = make_config(mode="visd_coach", rl_steps=3)
+    cfg.workdir = str(tmp_path / "resumed")
+    first = Trainer(cfg)
+    first.total = 2  # stop after step 2, as if killed there (checkpoint every step)
+    first.run()
+    again = Trainer(cfg)
+    assert again.start == 2
+    rows = again.run()
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for a, b in zip(full, rows):
+        assert a.keys() == b.keys()
+        for k in a:
+            if not k.startswith("time/") and k != "tokens_per_s":
+                assert a[k] == b[k], (a["step"], k, a[k], b[k])
