@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.variant = variant
     if variant == "local":
         c.workdir = "workdir/visd_v5e_local"
-        c.model.preset = "tiny"
+        c.model.preset = "small"
         c.data.update(source="synthetic", synthetic_examples=64, max_frames=4, min_frames=4,
                       max_pixels=56 * 56, min_pixels=28 * 28, max_prompt_tokens=512)
         # two grounded claims per trace keep completions short enough for the tiny model

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hf_reference import HF_TINY
+from tests.models.hf_reference import HF_TINY
 from visd_jax.models import Qwen25VL, Qwen25VLConfig
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from hf_reference import GRID, SECONDS, VIDEO_ID, build_hf_model, hf_logits, make_batch
+from tests.models.hf_reference import GRID, SECONDS, VIDEO_ID, build_hf_model, hf_logits, make_batch
 
 pytestmark = [pytest.mark.torch]
 

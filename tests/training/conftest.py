@@ -7,6 +7,7 @@ def tiny_config(tmp_path, mode="visd_coach", *, sft_steps=1, rl_steps=2, **overr
     """The local variant shrunk to seconds: 2 prompts x 2 samples, 12 new tokens."""
     c = visd_v5e.get_config("local")
     c.mode = mode
+    c.model.preset = "tiny"
     c.workdir = str(tmp_path / "run")
     c.data.cache_dir = str(tmp_path.parent / "synth-cache")
     c.data.synthetic_examples = 10

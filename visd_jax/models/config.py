@@ -272,9 +272,21 @@ def _tiny() -> Qwen25VLConfig:
     )
 
 
+def _small() -> Qwen25VLConfig:
+    """The CPU demo model of the `local` experiment: tiny's vocabulary and vision tower,
+    a 4-layer 256-wide decoder (3.0M parameters in all), big enough to learn the grounded
+    output grammar in a few hundred CPU steps."""
+    t = _tiny()
+    return dataclasses.replace(t, text=dataclasses.replace(
+        t.text, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, mrope_section=(8, 12, 12)),
+        vision=dataclasses.replace(t.vision, out_hidden_size=256))
+
+
 _PRESETS = {
     "3b": lambda: _released(2048, 11008, 36, 16, 2, 151936, True),
     "7b": lambda: _released(3584, 18944, 28, 28, 4, 152064, False),
     "32b": lambda: _released(5120, 27648, 64, 40, 8, 152064, False),
     "tiny": _tiny,
+    "small": _small,
 }
