@@ -5,27 +5,39 @@ import sys
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 from hf_reference import GRID, SECONDS, VIDEO_ID, build_hf_model, make_batch  # noqa: E402
 
-from visd_jax.sampling import Prompts, filter_logits, generate  # noqa: E402
+from visd_jax.sampling import Prompts, generate  # noqa: E402
 
 EOS, PAD = 1002, 1000
 
 
+def _prompts():
+    ids, mask, px = make_batch(seed=2)
+    ids, mask = ids[:, :-1], mask[:, :-1]  # drop row 0's eos so the prompt ends with text
+    return Prompts(ids, mask, px, GRID, SECONDS)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    """transformers' random tiny model and the same weights loaded into ours (needs torch)."""
     from visd_jax.models.hf_io import load_hf_checkpoint
 
     d = tmp_path_factory.mktemp("hf_gen")
     hf = build_hf_model(d, seed=4)
-    ids, mask, px = make_batch(seed=2)
-    ids, mask = ids[:, :-1], mask[:, :-1]  # drop row 0's eos so the prompt ends with text
-    return hf, load_hf_checkpoint(d), Prompts(ids, mask, px, GRID, SECONDS)
+    return hf, load_hf_checkpoint(d), _prompts()
+
+
+@pytest.fixture(scope="module")
+def ours():
+    """Our random tiny model (same token ids as hf_reference) and the prompts; no torch."""
+    from visd_jax.models import Qwen25VL, Qwen25VLConfig
+
+    return Qwen25VL.create(Qwen25VLConfig.preset("tiny"), seed=4), _prompts()
 
 
 @pytest.mark.torch
@@ -78,8 +90,8 @@ def _log_softmax(x):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, None)])
-def test_sampled_logprobs_equal_forward_pass(tiny, temperature, top_k):
-    _, model, p = tiny
+def test_sampled_logprobs_equal_forward_pass(ours, temperature, top_k):
+    model, p = ours
     G, N = 3, 8
     out = generate(model, p, key=jax.random.key(1), num_samples=G, max_new_tokens=N,
                    temperature=temperature, top_p=1.0, top_k=top_k, stop_ids=[EOS], pad_id=PAD)
@@ -94,24 +106,59 @@ def test_sampled_logprobs_equal_forward_pass(tiny, temperature, top_k):
     np.testing.assert_array_equal(np.asarray(again.tokens), toks)  # deterministic for a key
 
 
-def test_filter_logits_against_numpy():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 50)).astype(np.float32)
-    got = np.asarray(filter_logits(jnp.asarray(x), temperature=0.5, top_k=10, top_p=0.8))
-    for row, g in zip(x, got):
-        z = row.astype(np.float64) / 0.5
-        order = np.argsort(-z)[:10]
-        pr = np.exp(z[order] - z[order].max())
-        pr /= pr.sum()
-        before = np.cumsum(pr) - pr
-        kept = set(order[before < 0.8].tolist())
-        assert set(np.flatnonzero(np.isfinite(g)).tolist()) == kept
-        np.testing.assert_allclose(g[sorted(kept)], z[sorted(kept)], rtol=1e-6)
+def test_generate_rejects_bad_settings(ours):
+    model, p = ours
+    kw = dict(key=jax.random.key(0), max_new_tokens=2, pad_id=PAD)
+    with pytest.raises(ValueError, match="top_k=5000 exceeds"):
+        generate(model, p, top_k=5000, **kw)
+    with pytest.raises(ValueError, match="video_grid_thw must be given together"):
+        generate(model, p._replace(video_grid_thw=None), **kw)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, p, **{**kw, "max_new_tokens": 0})
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, p, top_p=0.0, **kw)
 
 
-def test_generate_rejects_right_padding(tiny):
-    _, model, p = tiny
+def test_generate_rejects_right_padding(ours):
+    model, p = ours
     ids = np.asarray(p.input_ids)[:, ::-1]
     with pytest.raises(ValueError, match="left-padded"):
         generate(model, Prompts(ids, np.asarray(p.attention_mask)[:, ::-1]), key=jax.random.key(0),
                  max_new_tokens=2)
+
+
+@pytest.mark.slow
+def test_all_rows_stopping_at_once_ends_the_loop_with_pad_after(ours):
+    # Every id is a stop id: each row stops at its first token, the loop exits after the
+    # prefill, and the N-1 slots it never ran keep pad / log-prob 0 / mask 0.
+    model, p = ours
+    G, N, V = 2, 6, model.config.text.vocab_size
+    out = generate(model, p, key=jax.random.key(5), num_samples=G, max_new_tokens=N, temperature=0.0,
+                   stop_ids=np.arange(V), pad_id=PAD)
+    toks, lps, msk = map(np.asarray, out)
+    logits = _forward_logprobs(model, p, toks[:, :1], msk[:, :1])[:, 0]  # logits at the prompt end
+    np.testing.assert_array_equal(toks[:, 0], logits.argmax(-1))
+    np.testing.assert_allclose(lps[:, 0], _log_softmax(logits)[np.arange(len(toks)), toks[:, 0]], atol=1e-4)
+    np.testing.assert_array_equal(msk, np.eye(1, N, dtype=msk.dtype).repeat(len(toks), 0))
+    assert (toks[:, 1:] == PAD).all() and (lps[:, 1:] == 0).all()
+
+
+@pytest.mark.slow
+def test_rows_stop_independently_and_log_probs_match_forward_pass(ours):
+    # A third of the ids stop: rows end at different steps, some before max_new_tokens.
+    model, p = ours
+    G, N = 3, 7
+    stops = np.arange(0, model.config.text.vocab_size, 3)
+    out = generate(model, p, key=jax.random.key(7), num_samples=G, max_new_tokens=N, temperature=1.0,
+                   top_p=1.0, stop_ids=stops, pad_id=PAD)
+    toks, lps, msk = map(np.asarray, out)
+    m = msk.astype(bool)
+    lengths = m.sum(1)
+    assert len(set(lengths.tolist())) > 1 and lengths.min() >= 1
+    for row, n in zip(toks, lengths):
+        assert np.isin(row[:n - 1], stops).sum() == 0  # no stop before the last kept token
+        assert n == N or row[n - 1] in stops
+        assert (row[n:] == PAD).all()
+    ref = np.take_along_axis(_log_softmax(_forward_logprobs(model, p, toks, msk)), toks[..., None], -1)[..., 0]
+    np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
+    assert (lps[~m] == 0).all()

@@ -35,7 +35,7 @@ class Attention(nnx.Module):
         self.v_proj = Dense(d, g * k, names=("embed", "kv_heads"), **kw)
         self.o_proj = Dense(h * k, d, names=("heads", "embed"), bias=False, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv=None, cache_index=None):
+    def __call__(self, x_BxTxD, cos, sin, allowed_BxTxS, kv=None, cache_index=None, layer=0):
         B, T, _ = x_BxTxD.shape
         q = self.q_proj(x_BxTxD).reshape(B, T, self.h, self.k)
         k = self.k_proj(x_BxTxD).reshape(B, T, self.g, self.k)
@@ -44,11 +44,15 @@ class Attention(nnx.Module):
         k = shard(apply_rope(k, cos, sin), ("batch", "seq", "kv_heads", "head_dim"))
         v = shard(v, ("batch", "seq", "kv_heads", "head_dim"))
         if kv is not None:
-            k_cache, v_cache = kv
-            k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), cache_index, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), cache_index, axis=1)
-            kv = (k, v)
-            k, v = k.astype(q.dtype), v.astype(q.dtype)
+            # Write only the T new slots of this layer into the whole [L, B, S, G, K] cache:
+            # a dynamic_update_slice on a loop-carried buffer is done in place by XLA, so a
+            # decode step moves O(new tokens), not O(cache), besides attention's read.
+            k_all, v_all = kv
+            at = (layer, 0, cache_index, 0, 0)
+            k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), at)
+            v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), at)
+            kv = (k_all, v_all)
+            k, v = k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype)
         out = attention(q, k, v, allowed_BxTxS)
         return self.o_proj(out.reshape(B, T, self.h * self.k)), kv
 
@@ -60,8 +64,8 @@ class DecoderLayer(nnx.Module):
         self.self_attn = Attention(cfg, param_dtype=param_dtype, rngs=rngs)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, bias=False, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, allowed, kv=None, cache_index=None):
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, kv, cache_index)
+    def __call__(self, x, cos, sin, allowed, kv=None, cache_index=None, layer=0):
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, kv, cache_index, layer)
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
         return shard(x, ("batch", "seq", "embed")), kv
@@ -103,19 +107,15 @@ class TextModel(nnx.Module):
             key_valid_BxS = jnp.ones((B, S), bool)
         allowed = key_valid_BxS.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= q_slot[None, :, None])
         h = h_BxTxD.astype(self.dtype)
-        new_k, new_v = [], []
+        kv = None if cache is None else (cache.k, cache.v)
         for i, layer in enumerate(self.layers):
-            kv = None if cache is None else (cache.k[i], cache.v[i])
             if self.remat:
-                h, kv = nnx.remat(lambda lyr, x, kv: lyr(x, cos, sin, allowed, kv, cache_index))(layer, h, kv)
+                fn = nnx.remat(lambda lyr, x, kv, i=i: lyr(x, cos, sin, allowed, kv, cache_index, i))
+                h, kv = fn(layer, h, kv)
             else:
-                h, kv = layer(h, cos, sin, allowed, kv, cache_index)
-            if kv is not None:
-                new_k.append(kv[0])
-                new_v.append(kv[1])
+                h, kv = layer(h, cos, sin, allowed, kv, cache_index, i)
         h = self.norm(h)
-        new_cache = None if cache is None else KVCache(jnp.stack(new_k), jnp.stack(new_v))
-        return h, new_cache
+        return h, None if cache is None else KVCache(*kv)
 
 
 def init_cache(cfg: TextConfig, batch: int, max_len: int, dtype) -> KVCache:

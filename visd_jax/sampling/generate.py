@@ -1,13 +1,21 @@
-"""Rollouts: jitted prefill + decode loop over a static-shape KV cache.
+"""Rollouts: one jitted program, prefill then a decode `while_loop` over a static KV cache.
 
 The video is encoded and the prompt prefilled ONCE per prompt; the cache is then repeated
 for the G samples (rows b*G .. b*G+G-1 belong to prompt b). Prompts must be left-padded so
 every row's last prompt token sits at the same slot.
 
+Cost: one prefill plus N-1 single-token decoder steps for N new tokens (the prefill's last
+logits give token 0; token N-1 is never fed back). The loop exits as soon as every row has
+stopped; shapes stay static, so finished slots keep pad / 0 / 0. The cache [L, B*G, S, G, K]
+is allocated once and written in place (`dynamic_update_slice` on the loop carry).
+
 Positions of generated tokens continue the prompt's last position (+1 per token), which is
 what a training forward pass over prompt+completion computes with `get_rope_index`, so
 sampled log-probs equal the learner's. (transformers' generate uses max(prompt positions)+1;
 the two agree whenever the prompt ends with text, as chat prompts do.)
+
+Under `jax.set_mesh`, rows are sharded over ("data", "fsdp") and heads over "tensor" by the
+`visd_jax.parallel` rules (logical names batch / kv_heads); the result equals one device's.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from flax import nnx
 
 from visd_jax.models.decoder import KVCache
 from visd_jax.parallel import shard
+from visd_jax.sampling.filters import filter_logits
 
 
 class Prompts(NamedTuple):
@@ -35,45 +44,6 @@ class Samples(NamedTuple):
     tokens: jax.Array  # [B*G, max_new_tokens], pad after the stop token
     logprobs: jax.Array  # [B*G, max_new_tokens] log-prob under the sampling distribution
     mask: jax.Array  # [B*G, max_new_tokens] 1 up to and including the stop token
-
-
-def filter_logits(logits_BxV: jax.Array, *, temperature: float, top_k: int | None, top_p: float) -> jax.Array:
-    """logits/temperature with tokens outside the top-k and the top-p nucleus set to -inf.
-
-    The nucleus is the smallest set of most likely tokens whose probability reaches top_p
-    (Holtzman et al., 2020); the most likely token is always kept.
-    """
-    x = logits_BxV.astype(jnp.float32) / temperature
-    if top_k is not None:
-        kth = jax.lax.top_k(x, top_k)[0][..., -1:]
-        x = jnp.where(x >= kth, x, -jnp.inf)
-    if top_p < 1.0:
-        x = jnp.where(x >= _nucleus_cutoff(x, top_p), x, -jnp.inf)
-    return x
-
-
-def _nucleus_cutoff(x_BxV: jax.Array, top_p: float, iters: int = 48) -> jax.Array:
-    """Largest c with P(x >= c) >= top_p, by bisection on c: [B, 1].
-
-    That c is the smallest logit of the nucleus. Bisection costs `iters` masked sums over
-    the vocabulary instead of a full sort (which dominated CPU decode time at V = 152k);
-    48 halvings of the logit range are below float32 resolution, so the set is exact.
-    """
-    probs = jax.nn.softmax(x_BxV, axis=-1)
-    finite = jnp.isfinite(x_BxV)
-    lo = jnp.min(jnp.where(finite, x_BxV, jnp.inf), axis=-1, keepdims=True)  # mass 1 >= top_p
-    hi = jnp.max(x_BxV, axis=-1, keepdims=True)
-
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = 0.5 * (lo + hi)
-        ok = jnp.sum(jnp.where(x_BxV >= mid, probs, 0.0), axis=-1, keepdims=True) >= top_p
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    # hi itself may qualify (e.g. the top token alone holds top_p of the mass).
-    mass_hi = jnp.sum(jnp.where(x_BxV >= hi, probs, 0.0), axis=-1, keepdims=True)
-    return jnp.where(mass_hi >= top_p, hi, lo)
 
 
 def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int = 1, max_new_tokens: int,
@@ -95,7 +65,11 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
         raise ValueError(f"max_new_tokens ({max_new_tokens}) and num_samples ({num_samples}) must be >= 1")
     if temperature < 0 or not 0 < top_p <= 1 or (top_k is not None and top_k < 1):
         raise ValueError(f"bad sampling settings: temperature={temperature}, top_p={top_p}, top_k={top_k}")
+    if (p.pixel_values_videos is None) != (p.video_grid_thw is None):
+        raise ValueError("prompts.pixel_values_videos and prompts.video_grid_thw must be given together")
     cfg = model.config
+    if top_k is not None and top_k > cfg.text.vocab_size:
+        raise ValueError(f"top_k={top_k} exceeds the vocabulary size {cfg.text.vocab_size}")
     pad_id = cfg.pad_token_id if pad_id is None else pad_id
     if pad_id is None:
         raise ValueError("pad_id is needed (the config has no pad_token_id)")
@@ -107,56 +81,84 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
               p.second_per_grid_ts, key)
 
 
+def _picker(temperature: float, top_p: float, top_k: int | None):
+    """(logits [B, V], key) -> (token [B] int32, its log-prob [B]) under the sampled law."""
+
+    def pick(logits_BxV, key):
+        if temperature == 0.0:
+            tok = jnp.argmax(logits_BxV, axis=-1)
+            lp_all = jax.nn.log_softmax(logits_BxV.astype(jnp.float32), axis=-1)
+        else:
+            filt = filter_logits(logits_BxV, temperature=temperature, top_k=top_k, top_p=top_p)
+            tok = jax.random.categorical(key, filt, axis=-1)
+            lp_all = jax.nn.log_softmax(filt, axis=-1)
+        return tok.astype(jnp.int32), jnp.take_along_axis(lp_all, tok[:, None], axis=-1)[:, 0]
+
+    return pick
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id):
+    pick = _picker(temperature, top_p, top_k)
+    stops = np.asarray(stop_ids if stop_ids else (-1,), np.int32)
+
     @jax.jit
     def run(state, ids, mask, pixels, seconds, key):
         model = nnx.merge(graphdef, state)
         B, T = ids.shape
+        BG = B * G
+        # Token N-1 is sampled but never fed back, so N-1 generated slots suffice.
+        S = T + N - 1
         grid_np = None if grid is None else np.asarray(grid)
         video = None if pixels is None else model.encode_video(pixels, grid_np)
         h = model.embed(ids, video)
         pos, _ = model.rope_index(ids, mask, grid_np, seconds)
-        cache = model.init_cache(B, T + N)
-        key_valid = jnp.concatenate([mask.astype(bool), jnp.zeros((B, N), bool)], axis=1)
-        hidden, cache = model.decode(h, pos, key_valid, cache, 0)
+        key_valid = jnp.concatenate([mask.astype(bool), jnp.zeros((B, N - 1), bool)], axis=1)
+        hidden, cache = model.decode(h, pos, key_valid, _sharded(model.init_cache(B, S)), 0)
         logits = model.logits(hidden[:, -1:])[:, 0]
         next_pos = pos[:, :, -1].max(axis=0) + 1  # [B]
 
-        # Share the prefill across the G samples of each prompt.
+        # Share the prefill across the G samples of each prompt (rows b*G .. b*G+G-1).
         rep = lambda x, axis=0: jnp.repeat(x, G, axis=axis)  # noqa: E731
-        cache = KVCache(rep(cache.k, 1), rep(cache.v, 1))
-        cache = KVCache(*(shard(c, ("layers", "batch", "seq", "kv_heads", "head_dim")) for c in cache))
+        cache = _sharded(KVCache(rep(cache.k, 1), rep(cache.v, 1)))
         logits, key_valid, next_pos = rep(logits), rep(key_valid), rep(next_pos)
-        BG = B * G
-        stops = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
 
-        def step(i, carry):
-            cache, logits, key_valid, done, toks, lps, msk, key = carry
+        key, sub = jax.random.split(key)
+        tok, lp = pick(logits, sub)
+        toks = jnp.full((BG, N), pad_id, jnp.int32).at[:, 0].set(tok)
+        lps = jnp.zeros((BG, N), jnp.float32).at[:, 0].set(lp)
+        live = jnp.ones((BG,), bool)
+        msk = jnp.zeros((BG, N), bool).at[:, 0].set(live)
+        done = jnp.isin(tok, stops)
+
+        def more(carry):
+            i, done = carry[0], carry[4]
+            return (i < N) & ~jnp.all(done)
+
+        def step(carry):
+            # Feed token i-1 (slot T+i-1, a key only where it was live), sample token i.
+            i, cache, key_valid, (tok, live), done, toks, lps, msk, key = carry
+            key_valid = jax.lax.dynamic_update_index_in_dim(key_valid, live, T + i - 1, axis=1)
+            pos_i = jnp.broadcast_to((next_pos + i - 1)[None, :, None], (3, BG, 1))
+            hid, cache = model.decode(model.embed(tok[:, None]), pos_i, key_valid, cache, T + i - 1)
             key, sub = jax.random.split(key)
-            if temperature == 0.0:
-                tok = jnp.argmax(logits, axis=-1)
-                lp_all = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-            else:
-                filt = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
-                tok = jax.random.categorical(sub, filt, axis=-1)
-                lp_all = jax.nn.log_softmax(filt, axis=-1)
-            lp = jnp.take_along_axis(lp_all, tok[:, None], axis=-1)[:, 0]
+            tok, lp = pick(model.logits(hid)[:, 0], sub)
             live = ~done
-            tok = jnp.where(live, tok, pad_id).astype(jnp.int32)
-            toks = toks.at[:, i].set(tok)
-            lps = lps.at[:, i].set(jnp.where(live, lp, 0.0))
-            msk = msk.at[:, i].set(live)
+            tok = jnp.where(live, tok, pad_id)
+            toks = jax.lax.dynamic_update_index_in_dim(toks, tok, i, axis=1)
+            lps = jax.lax.dynamic_update_index_in_dim(lps, jnp.where(live, lp, 0.0), i, axis=1)
+            msk = jax.lax.dynamic_update_index_in_dim(msk, live, i, axis=1)
             done = done | jnp.isin(tok, stops)
-            key_valid = key_valid.at[:, T + i].set(live)
-            pos_i = jnp.broadcast_to((next_pos + i)[None, :, None], (3, BG, 1))
-            hid, cache = model.decode(model.embed(tok[:, None]), pos_i, key_valid, cache, T + i)
-            logits = model.logits(hid)[:, 0]
-            return cache, logits, key_valid, done, toks, lps, msk, key
+            return i + 1, cache, key_valid, (tok, live), done, toks, lps, msk, key
 
-        carry = (cache, logits, key_valid, jnp.zeros((BG,), bool), jnp.full((BG, N), pad_id, jnp.int32),
-                 jnp.zeros((BG, N), jnp.float32), jnp.zeros((BG, N), bool), key)
-        carry = jax.lax.fori_loop(0, N, step, carry)
-        return Samples(carry[4], carry[5], carry[6].astype(jnp.int32))
+        # Exits once every row has stopped: the slots left keep their initial pad / 0 / 0.
+        carry = (1, cache, key_valid, (tok, live), done, toks, lps, msk, key)
+        carry = jax.lax.while_loop(more, step, carry)
+        _, _, _, _, _, toks, lps, msk, _ = carry
+        return Samples(toks, lps, msk.astype(jnp.int32))
 
     return run
+
+
+def _sharded(cache: KVCache) -> KVCache:
+    return KVCache(*(shard(c, ("layers", "batch", "seq", "kv_heads", "head_dim")) for c in cache))
