@@ -112,8 +112,10 @@ def test_100kb_adversarial_string_scores_under_50ms(name):
     assert len(text) >= 95_000
     for ex in ALL:
         best = math.inf
-        for _ in range(3):  # best of 3: the bound is on our work, not on a loaded machine
-            t0 = time.perf_counter()
+        # best of 3 in this process's CPU time: the bound is on our work, not on how many
+        # other jobs share the cores (wall time on a loaded 2-core CI box is not ours)
+        for _ in range(3):
+            t0 = time.process_time()
             score_group([text], ex, progress=0.5)
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, time.process_time() - t0)
         assert best < 0.050, (name, ex["task"], best)
