@@ -30,7 +30,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.workdir = "workdir/visd_v5e_local"
         c.model.preset = "small"
         c.data.update(source="synthetic", synthetic_examples=64, max_frames=4, min_frames=4,
-                      max_pixels=56 * 56, min_pixels=28 * 28, max_prompt_tokens=512)
+                      max_pixels=56 * 56, min_pixels=28 * 28, max_prompt_tokens=512,
+                      # one prompt bucket: the teacher's privileged block and the visual-prompt
+                      # hint then never change a shape, so nothing recompiles mid-run
+                      token_buckets=(512,))
         # two grounded claims per trace keep completions short enough for the tiny model
         c.sft.update(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, max_claims=2)
         c.rl.update(steps=60, prompts_per_step=4, num_generations=4, minibatches=2, max_new_tokens=160,

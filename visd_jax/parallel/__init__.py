@@ -4,7 +4,7 @@ Every sharding decision in visd-jax goes through `rules.RULES`: modules and loss
 *logical* axes ("batch", "vocab", "heads", ...) and this package maps them onto the mesh
 axes `data`, `fsdp` and `tensor`.
 """
-from visd_jax.parallel.distributed import is_main_process, maybe_initialize
+from visd_jax.parallel.distributed import global_array, host_array, is_main_process, maybe_initialize
 from visd_jax.parallel.mesh import MESH_AXES, MeshConfig, make_mesh, mesh_shape
 from visd_jax.parallel.rules import (
     RULES,
@@ -15,6 +15,8 @@ from visd_jax.parallel.rules import (
 )
 
 __all__ = [
+    "global_array",
+    "host_array",
     "is_main_process",
     "maybe_initialize",
     "MESH_AXES",

@@ -4,6 +4,11 @@ Single-host runs (a laptop, one GPU box, CI) must not call it: it blocks waiting
 A run is multi-host when the caller says so (explicit coordinator arguments) or when the
 launcher sets VISD_MULTIHOST=1 (tpu/launch.py does, on every worker of a slice), where
 JAX discovers the coordinator from the TPU metadata. This is big_vision's gate.
+
+Host <-> device on several processes: jit takes global jax.Arrays, and a process can read
+only the shards on its own devices. `global_array` turns a host value that every process
+holds (the trainer gives each process the whole batch) into a global array, each process
+filling only its devices; `host_array` brings a result back whole on every process.
 """
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import os
 from collections.abc import Sequence
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 ENV_FLAG = "VISD_MULTIHOST"
 
@@ -23,6 +30,8 @@ def maybe_initialize(
     local_device_ids: Sequence[int] | None = None,
 ) -> bool:
     """Initialises the distributed runtime when this is a multi-host run; returns whether it did."""
+    if jax.distributed.is_initialized():  # a launcher (or test) already did it: join, don't re-init
+        return True
     explicit = coordinator_address is not None
     if not explicit and os.environ.get(ENV_FLAG, "") not in ("1", "true", "True"):
         return False
@@ -47,3 +56,27 @@ def maybe_initialize(
 def is_main_process() -> bool:
     """Process 0 writes metrics, plots and logs; every process takes part in checkpoints."""
     return jax.process_index() == 0
+
+
+def global_array(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A jax.Array with `sharding` from a host value that every process holds in full.
+
+    Each process copies only the slices its own devices hold (`make_array_from_callback`),
+    so this works on one process and on many. `jax.device_put` would too, but on several
+    processes it first all-gathers the whole value to assert it is equal everywhere: a
+    collective per input the size of the input, which for video patches is the batch.
+    """
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def host_array(x) -> np.ndarray:
+    """The full value of `x` as NumPy on every process, whichever devices hold it.
+
+    A jax.Array sharded over devices of other processes cannot be read locally; it is
+    all-gathered (a collective: every process must call this in the same order, as
+    every process runs the same host code). Local or replicated values are just copied.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)

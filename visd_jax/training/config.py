@@ -30,6 +30,8 @@ def base_config() -> ml_collections.ConfigDict:
         synthetic_examples=64, synthetic_seed=0, cache_dir="",
         fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
+        # prompt-length buckets (each one a compiled program); () = powers of two up to max
+        token_buckets=(),
     )
     c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0, max_claims=0)  # max_claims 0: all
     c.rl = dict(
@@ -70,6 +72,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.min_frames", _positive_int, "a positive int"),
     ("data.max_frames", _positive_int, "a positive int"),
     ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("data.token_buckets", lambda v: isinstance(v, tuple) and all(isinstance(b, int) and b > 0 for b in v)
+     and list(v) == sorted(set(v)), "increasing positive ints, or () for powers of two"),
     ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("sft.batch_size", _positive_int, "a positive int"),
     ("sft.max_claims", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = every claim)"),
@@ -128,6 +132,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
            f"must divide prompts_per_step * num_generations = {per_step}")
     _check(bool(cfg.model.preset) != bool(cfg.model.path), "model.path", cfg.model.path,
            "give exactly one of model.preset (a named shape) or model.path (a HF checkpoint dir)")
+    if cfg.data.token_buckets:
+        _check(cfg.data.token_buckets[-1] <= cfg.data.max_prompt_tokens, "data.token_buckets",
+               cfg.data.token_buckets, f"must not exceed data.max_prompt_tokens ({cfg.data.max_prompt_tokens})")
     if cfg.data.source == "stgr":
         _check(bool(cfg.data.annotations), "data.annotations", cfg.data.annotations,
                "an STGR JSON/JSONL file when data.source='stgr'")

@@ -77,11 +77,15 @@ def left_pad(ids_list: Sequence[np.ndarray], length: int, pad_id: int) -> tuple[
 
 
 def bucket(n: int, sizes: Sequence[int]) -> int:
-    """Smallest size >= n: a handful of static lengths means a handful of compiles."""
+    """Smallest size >= n: a handful of static lengths means a handful of compiles.
+
+    Past the largest bucket (a teacher prompt with a long privileged block, say) the length
+    is rounded up to a multiple of 128: one more compiled shape rather than a failed step.
+    """
     for s in sorted(sizes):
         if s >= n:
             return s
-    raise ValueError(f"length {n} exceeds the largest bucket {max(sizes)}")
+    return -(-n // 128) * 128
 
 
 def sampler_prompts(batch: dict, rows: Sequence[int], *, length: int, pad_id: int,

@@ -12,6 +12,7 @@ import numpy as np
 
 from visd_jax import rewards as rw
 from visd_jax.judge import AnnotationJudge, privileged_block
+from visd_jax.parallel import host_array
 from visd_jax.sampling import generate
 from visd_jax.training import inputs
 from visd_jax.training.step import Seq
@@ -60,7 +61,7 @@ def rollout(model, batch: dict, rows: Sequence[int], *, key, num_samples: int, m
     prompts = inputs.sampler_prompts(batch, rows, length=length, pad_id=pad_id, ids=ids)
     s = generate(model, prompts, key=key, num_samples=num_samples, max_new_tokens=max_new_tokens,
                  temperature=temperature, top_p=top_p, top_k=top_k, stop_ids=stop_ids, pad_id=pad_id)
-    tokens, mask = np.asarray(s.tokens), np.asarray(s.mask)
+    tokens, mask = host_array(s.tokens), host_array(s.mask)  # rows may live on other processes
     texts = decode(tokenizer, tokens, mask, special)
     g = num_samples
     per_prompt = [rw.score_group(texts[i * g:(i + 1) * g], batch["meta"][b], progress=progress,

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from flax import nnx
 
 from visd_jax import losses
-from visd_jax.parallel import is_main_process, make_mesh, maybe_initialize
+from visd_jax.parallel import global_array, host_array, is_main_process, make_mesh, maybe_initialize, named_sharding
 from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator, pad_batch
 from visd_jax.training import inputs
 from visd_jax.training.coach import coach
@@ -66,17 +66,22 @@ class Trainer:
         self.example_cfg = ExampleConfig(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
                                          max_pixels=d.max_pixels, min_pixels=d.min_pixels,
                                          tokenizer_dir=tok_dir, max_tokens=d.max_prompt_tokens)
-        self.token_buckets = tuple(b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-                                   if b <= d.max_prompt_tokens) or (d.max_prompt_tokens,)
-        if self.token_buckets[-1] != d.max_prompt_tokens:
-            self.token_buckets += (d.max_prompt_tokens,)
+        self.token_buckets = tuple(d.token_buckets) or tuple(
+            b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384) if b < d.max_prompt_tokens
+        ) + (d.max_prompt_tokens,)
         max_patches = d.max_frames * d.max_pixels // (14 * 14) + 4 * d.max_frames
         self.buckets = Buckets(tokens=self.token_buckets, patches=(max_patches,))
         self.source = build_data(cfg, self.workdir)
+        # Every process reads the WHOLE global batch (one shard, not one per process): the
+        # host half of an RL step (rewards, coach, judge, advantages) needs every rollout of
+        # every prompt, and identical batches make each process's host logic, iterator
+        # state and checkpoint meta identical, so a multi-host run equals a single-host one.
+        # The cost is that each host decodes every video of the batch; sharding the decoding
+        # and all-gathering the examples would save that at the price of shipping patches.
         pipe = lambda bs, seed: PipelineConfig(  # noqa: E731
             example=ExampleConfig(**{**self.example_cfg.__dict__, "max_patches": max_patches}),
             buckets=self.buckets, batch_size=bs, policy=d.bad_records, seed=seed, num_epochs=None,
-            drop_remainder=True, workers=d.num_workers)
+            drop_remainder=True, workers=d.num_workers, shard_index=0, shard_count=1)
         self.sft_iter = make_iterator(self.source, pipe(cfg.sft.batch_size, cfg.seed + 1)) if self.sft_steps else None
         self.rl_iter = make_iterator(self.source, pipe(cfg.rl.prompts_per_step, cfg.seed)) if self.rl_steps else None
 
@@ -140,14 +145,16 @@ class Trainer:
         self.ckpt.save(step, flat_state(self.state), meta, force=force)
 
     # ------------------------------------------------------------------ device placement
+    def _array(self, x, names):
+        """Host NumPy (the same on every process) -> a global array sharded by `names`.
+
+        On several processes jit needs global jax.Arrays, not per-process NumPy."""
+        if x is None:
+            return None
+        return global_array(x, named_sharding(self.mesh, names, np.shape(x)))
+
     def _put(self, seq: Seq):
-        from visd_jax.parallel import named_sharding
-
-        def put(x, names):
-            if x is None:
-                return None
-            return jax.device_put(x, named_sharding(self.mesh, names, x.shape))
-
+        put = self._array
         return (put(seq.ids, ("batch", "seq")), put(seq.mask, ("batch", "seq")),
                 put(seq.targets, ("batch", "seq")), put(seq.tmask, ("batch", "seq")),
                 put(seq.pixels, ("patches", None)), put(seq.seconds, (None,)))
@@ -198,7 +205,8 @@ class Trainer:
         raw = do_rollout(batch, rows, jax.random.fold_in(key, 0))
         times["time/rollout"] = time.perf_counter() - t0
         total = raw.scores["total"]
-        adv = np.asarray(losses.group_advantages(rewards=jnp.asarray(total, jnp.float32),
+        # host_array: under the mesh, even this small result may be laid out over all processes
+        adv = host_array(losses.group_advantages(rewards=jnp.asarray(total, jnp.float32),
                                                  eps=r.adv_eps)).reshape(-1)
         out = {"phase": "rl", "reward/total": float(total.mean()),
                **{f"reward/{k}": float(v.mean()) for k, v in raw.scores.items() if k != "total"},
@@ -234,8 +242,8 @@ class Trainer:
                          v.signal_mode, int(v.top_k), float(v.gamma))
         old_logp, signal = score(self.state["params"], self.state["teacher"] if use_signal else None,
                                  self._put(seq), None if tseq is None else self._put(tseq))
-        old_logp = np.asarray(old_logp)
-        signal = None if signal is None else np.asarray(signal)
+        old_logp = host_array(old_logp)  # sharded over batch, maybe over other processes
+        signal = None if signal is None else host_array(signal)
         times["time/teacher"] = time.perf_counter() - t3
         mix = float(visd_lambda(rl_step, start=v.lambda_start, steps=v.lambda_steps))
         out["visd/lambda"] = mix if use_signal else 0.0
@@ -254,11 +262,13 @@ class Trainer:
                 per = len(sd.selected) // r.minibatches
                 j = np.arange(m * per, (m + 1) * per)
                 sd_seq = sd.rows(j)
-                sd_args = (self._put(sd_seq), jnp.asarray(sd.selected[j]))
+                sd_args = (self._put(sd_seq), self._array(sd.selected[j], ("batch",)))
             fn = self.steps.rl_update(s.grid, None if sd is None else sd_seq.grid,
                                       use_signal=use_signal, use_sd=sd is not None)
-            self.state, met = fn(self.state, self._put(s), jnp.asarray(old_logp[idx]), jnp.asarray(adv[idx]),
-                                 None if signal is None else jnp.asarray(signal[idx]), jnp.float32(mix), *sd_args)
+            self.state, met = fn(self.state, self._put(s), self._array(old_logp[idx], ("batch", "seq")),
+                                 self._array(adv[idx], ("batch",)),
+                                 None if signal is None else self._array(signal[idx], ("batch", "seq")),
+                                 self._array(np.float32(mix), ()), *sd_args)
             mets.append(met)
         if self.state["teacher"] is not None:
             self.state = self.steps.ema()(self.state)
@@ -284,6 +294,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> list[dict]:
+        done = []
         with jax.set_mesh(self.mesh):
             for step in range(self.start, self.total):
                 t = time.perf_counter()
@@ -292,12 +303,15 @@ class Trainer:
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
+                done.append({"step": step + 1, **m})
                 self.progress.update(step + 1, reward=m.get("reward/total"), hard_frac=m.get("coach/hard_frac"),
                                      tokens_per_s=m.get("tokens_per_s"), extra=m["phase"])
                 self._save(step + 1, force=step + 1 == self.total)
         self.ckpt.close()
         self.metrics.close()
-        rows = read_metrics(self.workdir)
+        # Process 0 owns metrics.jsonl (the whole history, across resumes); the others may not
+        # see it (per-host disks) or see it half-written, so they return this run's rows.
+        rows = read_metrics(self.workdir) if self.main else done
         if self.main and any("reward/total" in x for x in rows):
             plot_curves([x for x in rows if "reward/total" in x],
                         ["reward/total", "reward/format", "reward/ans_acc", "reward/thk_spatial"],
