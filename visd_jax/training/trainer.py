@@ -174,7 +174,9 @@ class Trainer:
         for i, x in enumerate(targets):
             tok[i, : len(x)], tmask[i, : len(x)] = x, 1
         ids = inputs.prompt_ids_of(batch, rows)
-        ptok, pmask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), self.token_buckets), self.pad_id)
+        # SFT prompts never carry a hint or a privileged block: the tightest power of two
+        ptok, pmask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), (128, 256, 512, 1024, 2048)),
+                                      self.pad_id)
         sid, smask = inputs.sequences(ptok, pmask, tok, tmask)
         v = inputs.videos_for_rows(batch, rows)
         seq = Seq(sid, smask, tok, tmask, v.pixels, v.seconds, v.grid)
