@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from visd_jax.text import system as text_system
 from data.scenes import COLOURS, SHAPES, Scene, SceneObject
 
-TASKS: tuple[str, ...] = (
-    "temporal-spatial free-form QA",
-    "temporal QA",
-    "temporal QA (MCQ)",
-    "General video QA MCQ",
-    "General video QA Free-form",
-)
 IMAGE_TASK = "visual QA"
+# the video tasks of SPEC section 1, from the one list of task names
+TASKS: tuple[str, ...] = tuple(t for t in text_system.TASKS if t != IMAGE_TASK)
 LETTERS = "ABCD"
 
 

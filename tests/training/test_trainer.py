@@ -54,3 +54,21 @@ def test_resume_continues_step_for_step(make_config, tmp_path):
         for k in a:
             if not k.startswith("time/") and k != "tokens_per_s":
                 assert a[k] == b[k], (a["step"], k, a[k], b[k])
+
+
+def test_model_judge_is_refused_until_wired(make_config):
+    cfg = make_config(mode="visd")
+    cfg.visd.judge = "model"
+    with pytest.raises(ValueError, match="visd.judge='model'"):
+        Trainer(cfg)
+
+
+def test_image_rows_are_counted_and_left_out():
+    import types
+
+    me = types.SimpleNamespace(skipped_images=0)
+    batch = {"meta": [{"task": "temporal QA"}, {"task": "visual QA"}, {"task": "General video QA MCQ"}, {}],
+             "example_mask": np.array([True, True, True, False])}
+    assert Trainer._rows(me, batch) == [0, 2] and me.skipped_images == 1
+    with pytest.raises(ValueError, match="only visual QA"):
+        Trainer._rows(me, {"meta": [{"task": "visual QA"}], "example_mask": np.array([True])})

@@ -20,14 +20,8 @@ import math
 from visd_jax.rewards import _scan
 from visd_jax.rewards.parse import Box
 
-TASKS = (
-    "temporal-spatial free-form QA",
-    "temporal QA",
-    "temporal QA (MCQ)",
-    "General video QA MCQ",
-    "General video QA Free-form",
-    "visual QA",
-)
+from visd_jax.text.system import TASKS  # the one list of STGR task names
+
 FREE_FORM_TASKS = ("temporal-spatial free-form QA", "General video QA Free-form")
 TEMPORAL_TASKS = ("temporal QA", "temporal QA (MCQ)")
 

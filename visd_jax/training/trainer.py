@@ -47,6 +47,11 @@ VISD_MODES = ("visd", "visd_coach")
 class Trainer:
     def __init__(self, cfg):
         self.cfg = validate(cfg)
+        if cfg.visd.judge != "annotation":
+            # ModelJudge needs a prompt -> text callable (a served judge model); the trainer
+            # has none to give it yet, and silently judging by annotations would mislead.
+            raise ValueError(f"config.visd.judge={cfg.visd.judge!r}: only 'annotation' is wired into "
+                             "the trainer so far (visd_jax.judge.ModelJudge works standalone)")
         maybe_initialize()
         self.mesh = make_mesh(dict(cfg.mesh))
         self.main = is_main_process()
@@ -108,6 +113,7 @@ class Trainer:
                            clip_low=r.clip_low, clip_high=r.clip_high, signal_clip=v.clip,
                            alpha=cfg.coach.alpha, ema_decay=v.ema_decay)
         self.selector = make_selector(cfg.coach.selector)
+        self.skipped_images = 0
         self.key = jax.random.key(cfg.seed)
         self.ckpt = Checkpointer(self.workdir / "checkpoints", every=cfg.checkpoint.every,
                                  keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
@@ -137,11 +143,13 @@ class Trainer:
             it = getattr(self, name)
             if it is not None and meta.get(name) is not None:
                 it.set_state(meta[name])
+        self.skipped_images = int(meta.get("skipped_images", 0))
         self.start = step
         log.info("resumed from %s at step %d", self.ckpt.directory, step)
 
     def _save(self, step: int, force: bool = False):
         meta = {n: getattr(self, n).get_state() for n in ("sft_iter", "rl_iter") if getattr(self, n) is not None}
+        meta["skipped_images"] = self.skipped_images
         self.ckpt.save(step, flat_state(self.state), meta, force=force)
 
     # ------------------------------------------------------------------ device placement
@@ -159,13 +167,30 @@ class Trainer:
                 put(seq.targets, ("batch", "seq")), put(seq.tmask, ("batch", "seq")),
                 put(seq.pixels, ("patches", None)), put(seq.seconds, (None,)))
 
+    def _rows(self, batch) -> list[int]:
+        """Real rows of a batch, minus image (visual QA) examples: the policy has no image
+        input path yet, and image tokens read as text would train on garbage. They are
+        counted (metric data/skipped_images), not silently used."""
+        rows = []
+        for b in range(len(batch["meta"])):
+            if not batch["example_mask"][b]:
+                continue
+            if batch["meta"][b]["task"] == "visual QA":
+                self.skipped_images += 1
+                continue
+            rows.append(b)
+        if not rows:
+            raise ValueError("a batch held only visual QA examples, which the policy cannot take yet; "
+                             "filter image records out of the annotations")
+        return rows
+
     def _model(self, params=None):
         return nnx.merge(self.graphdef, self.state["params"] if params is None else params)
 
     # ------------------------------------------------------------------ SFT
     def sft_step(self, step: int) -> dict:
         batch = next(self.sft_iter)
-        rows = [b for b in range(len(batch["meta"])) if batch["example_mask"][b]]
+        rows = self._rows(batch)
         targets = [np.asarray(self.tokenizer(trace(batch["meta"][b], max_claims=self.cfg.sft.max_claims or None), add_special_tokens=False)["input_ids"]
                               + [self.eos_id], np.int32) for b in rows]
         t = inputs.bucket(max(len(x) for x in targets), (32, 64, 128, 256, 512, 1024))
@@ -192,7 +217,7 @@ class Trainer:
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")  # fresh moments
         t0 = time.perf_counter()
         batch = next(self.rl_iter)
-        rows = [b for b in range(len(batch["meta"])) if batch["example_mask"][b]]
+        rows = self._rows(batch)
         key = jax.random.fold_in(self.key, step)
         progress = rl_step / max(1, self.rl_steps)
         times = {}
@@ -302,6 +327,7 @@ class Trainer:
                 t = time.perf_counter()
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
+                m["data/skipped_images"] = float(self.skipped_images)
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
