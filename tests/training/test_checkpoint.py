@@ -50,3 +50,17 @@ def test_empty_directory_has_nothing_to_resume(tmp_path):
 def test_bad_settings(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg):
         Checkpointer(tmp_path, **kw)
+
+
+def test_relative_directory_works(tmp_path, mesh8, monkeypatch):
+    # the main job's default work directory is relative to the current directory
+    monkeypatch.chdir(tmp_path)
+    ck = Checkpointer("workdir/run/checkpoints", every=1, keep=1)
+    assert ck.directory.is_absolute()
+    state = _state(mesh8, 2)
+    ck.save(1, state, {"k": 1})
+    ck.wait()
+    step, got, meta = ck.restore_latest(abstract_like(state))
+    assert step == 1 and meta == {"k": 1}
+    np.testing.assert_array_equal(np.asarray(got["params"]["w"]), np.asarray(state["params"]["w"]))
+    ck.close()

@@ -23,7 +23,9 @@ class Checkpointer:
             raise ValueError(f"checkpoint every must be >= 1 step, got {every}")
         if keep < 1:
             raise ValueError(f"checkpoint keep must be >= 1, got {keep}")
-        self.directory = epath.Path(directory)
+        # orbax's tensorstore backend wants absolute paths; the default work directory of
+        # the main job is relative to where it is started (URLs like gs:// are left alone)
+        self.directory = epath.Path(directory if "://" in str(directory) else os.path.abspath(directory))
         self.every = every
         self._mngr = ocp.CheckpointManager(
             self.directory,
