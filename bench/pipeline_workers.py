@@ -65,7 +65,7 @@ def main(argv):
         rows = [clips_per_second(src, workers=w, epochs=EPOCHS.value, prompt=PROMPT.value)
                 for w in (0, 2)]
     base = rows[0]["clips_per_s"]
-    print(f"| workers | clips | first batch (s) | steady clips/s | vs 0 workers |")
+    print("| workers | clips | first batch (s) | steady clips/s | vs 0 workers |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['workers']} | {r['clips']} | {r['first_s']:.2f} | {r['clips_per_s']:.2f} "

@@ -12,7 +12,7 @@ import sys
 
 
 def main(experiment_file: str, argv=None) -> None:
-    from absl import app, flags
+    from absl import app
     from ml_collections import config_flags
 
     config = config_flags.DEFINE_config_file(

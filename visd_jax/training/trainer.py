@@ -26,7 +26,7 @@ from flax import nnx
 
 from visd_jax import losses
 from visd_jax.parallel import global_array, host_array, is_main_process, make_mesh, maybe_initialize, named_sharding
-from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator, pad_batch
+from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator
 from visd_jax.training import inputs
 from visd_jax.training.coach import coach
 from visd_jax.training.config import validate
