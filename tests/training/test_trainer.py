@@ -1,6 +1,7 @@
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -36,6 +37,32 @@ def test_every_mode_runs_a_few_steps(make_config, mode):
 def test_sft_only_mode(make_config):
     rows = Trainer(make_config(mode="sft", sft_steps=2, rl_steps=0)).run()
     assert [r["phase"] for r in rows] == ["sft", "sft"]
+
+
+@pytest.mark.parametrize("view", ["prompted", "privileged"])
+def test_sft_trains_on_each_prompt_form(make_config, view):
+    cfg = make_config(mode="sft", sft_steps=2, rl_steps=0, **{"sft.prompted_frac": float(view == "prompted"),
+                                                              "sft.privileged_frac": float(view == "privileged")})
+    rows = Trainer(cfg).run()
+    assert [r.get(f"sft/view_{view}") for r in rows] == [1.0, 1.0]
+    assert all(math.isfinite(r["sft/loss"]) and r["sft/skipped"] == 0 for r in rows)
+
+
+def test_teacher_starts_rl_as_the_sft_model(make_config):
+    """SPEC 6: the EMA teacher is initialised from the policy RL starts from. After an SFT
+    stage that is the SFT model, not the random init the teacher was copied from."""
+    cfg = make_config(mode="visd", sft_steps=2, rl_steps=0)
+    sft_run = Trainer(cfg)
+    sft_run.run()
+    p_sft = jax.device_get(sft_run.state["params"])
+    cfg.rl.steps = 1
+    rl_run = Trainer(cfg)
+    assert rl_run.start == 2
+    rl_run.run()
+    p, t = jax.device_get(rl_run.state["params"]), jax.device_get(rl_run.state["teacher"])
+    want = jax.tree.map(lambda a, b: 0.99 * a + 0.01 * b, p_sft, p)
+    for w, got in zip(jax.tree.leaves(want), jax.tree.leaves(t)):
+        np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_continues_step_for_step(make_config, tmp_path):

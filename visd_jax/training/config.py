@@ -33,7 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
         # prompt-length buckets (each one a compiled program); () = powers of two up to max
         token_buckets=(),
     )
-    c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0, max_claims=0)  # max_claims 0: all
+    # max_claims 0: every claim. prompted_frac / privileged_frac: share of SFT steps whose
+    # batch shows the visual-prompt form / the teacher's privileged form (training/sft.py)
+    c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0, max_claims=0, prompted_frac=0.0,
+                 privileged_frac=0.0)
     c.rl = dict(
         steps=100, prompts_per_step=8, num_generations=4, minibatches=4,
         max_new_tokens=768, temperature=1.0, top_p=0.95, top_k=0,
@@ -77,6 +80,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("sft.batch_size", _positive_int, "a positive int"),
     ("sft.max_claims", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = every claim)"),
+    ("sft.prompted_frac", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
+    ("sft.privileged_frac", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
     ("sft.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
     ("rl.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("rl.prompts_per_step", _positive_int, "a positive int"),
@@ -125,6 +130,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for field, ok, need in _RULES:
         value = _get(cfg, field)
         _check(ok(value), field, value, need)
+    _check(cfg.sft.prompted_frac + cfg.sft.privileged_frac <= 1, "sft.privileged_frac", cfg.sft.privileged_frac,
+           f"sft.prompted_frac + sft.privileged_frac must be <= 1 (prompted_frac={cfg.sft.prompted_frac})")
     _check(cfg.data.min_frames <= cfg.data.max_frames, "data.min_frames", cfg.data.min_frames,
            f"<= data.max_frames ({cfg.data.max_frames})")
     per_step = cfg.rl.prompts_per_step * cfg.rl.num_generations

@@ -27,7 +27,7 @@ from flax import nnx
 from visd_jax import losses
 from visd_jax.parallel import global_array, host_array, is_main_process, make_mesh, maybe_initialize, named_sharding
 from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator
-from visd_jax.training import inputs
+from visd_jax.training import inputs, sft
 from visd_jax.training.coach import coach
 from visd_jax.training.config import validate
 from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
@@ -36,11 +36,12 @@ from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lam
 from visd_jax.training.selector import make_selector
 from visd_jax.training.setup import build_data, build_model, flat_state, unflat_state
 from visd_jax.training.step import Seq, Steps, score_fn
-from visd_jax.training.traces import trace
 from visd_jax.training.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 COACH_MODES = ("visioncoach", "visd_coach")
+# completion lengths of SFT targets; 192 keeps a 2-claim trace (<= ~140 tokens) off 256
+SFT_TARGET_BUCKETS = (32, 64, 128, 192, 256, 384, 512, 768, 1024, 2048)
 VISD_MODES = ("visd", "visd_coach")
 
 
@@ -76,6 +77,7 @@ class Trainer:
         ) + (d.max_prompt_tokens,)
         max_patches = d.max_frames * d.max_pixels // (14 * 14) + 4 * d.max_frames
         self.buckets = Buckets(tokens=self.token_buckets, patches=(max_patches,))
+        self.sft_prompt_buckets = tuple(sorted(set(self.token_buckets) | {128, 256, 512, 1024, 2048}))
         self.source = build_data(cfg, self.workdir)
         # Every process reads the WHOLE global batch (one shard, not one per process): the
         # host half of an RL step (rewards, coach, judge, advantages) needs every rollout of
@@ -189,25 +191,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ SFT
     def sft_step(self, step: int) -> dict:
+        cfg = self.cfg
         batch = next(self.sft_iter)
         rows = self._rows(batch)
-        targets = [np.asarray(self.tokenizer(trace(batch["meta"][b], max_claims=self.cfg.sft.max_claims or None), add_special_tokens=False)["input_ids"]
-                              + [self.eos_id], np.int32) for b in rows]
-        t = inputs.bucket(max(len(x) for x in targets), (32, 64, 128, 256, 512, 1024))
+        max_claims = cfg.sft.max_claims or None
+        targets = sft.targets_of(batch, rows, tokenizer=self.tokenizer, eos_id=self.eos_id, max_claims=max_claims)
+        t = inputs.bucket(max(len(x) for x in targets), SFT_TARGET_BUCKETS)
         tok = np.full((len(rows), t), self.pad_id, np.int32)
         tmask = np.zeros((len(rows), t), np.int32)
         for i, x in enumerate(targets):
             tok[i, : len(x)], tmask[i, : len(x)] = x, 1
-        ids = inputs.prompt_ids_of(batch, rows)
-        # SFT prompts never carry a hint or a privileged block: the tightest power of two
-        ptok, pmask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), (128, 256, 512, 1024, 2048)),
-                                      self.pad_id)
-        sid, smask = inputs.sequences(ptok, pmask, tok, tmask)
+        view = sft.view_of_step(step, seed=cfg.seed, prompted_frac=cfg.sft.prompted_frac,
+                                privileged_frac=cfg.sft.privileged_frac)
         v = inputs.videos_for_rows(batch, rows)
+        out = {"phase": "sft", f"sft/view_{view}": 1.0}
+        if view == "privileged":
+            ids = sft.privileged_ids(batch, rows, tokenizer=self.tokenizer, marker=self.eos_id, max_claims=max_claims)
+        elif view == "prompted":
+            kinds = sorted({k for c in self.selector.candidates([batch["meta"][b] for b in rows]) for k in c})
+            kind = sft.view_kind(step, seed=cfg.seed, kinds=kinds)
+            ids, v = sft.prompted_rows(batch, rows, kind, source=self.source, example_cfg=self.example_cfg,
+                                       buckets=self.buckets, max_frames=cfg.data.max_frames)
+        else:
+            ids = inputs.prompt_ids_of(batch, rows)
+        # each view pads to the tightest of the run's prompt buckets: raw batches stay short
+        ptok, pmask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), self.sft_prompt_buckets), self.pad_id)
+        sid, smask = inputs.sequences(ptok, pmask, tok, tmask)
         seq = Seq(sid, smask, tok, tmask, v.pixels, v.seconds, v.grid)
         self.state, m = self.steps.sft_update(seq.grid, self.sft_opt)(self.state, self._put(seq))
-        return {"phase": "sft", **{f"sft/{k}": float(v) for k, v in m.items()},
-                "sft/target_tokens": float(tmask.sum())}
+        return {**out, **{f"sft/{k}": float(x) for k, x in m.items()}, "sft/target_tokens": float(tmask.sum())}
 
     # ------------------------------------------------------------------ RL
     def rl_step(self, step: int) -> dict:
@@ -215,6 +227,10 @@ class Trainer:
         rl_step = step - self.sft_steps
         if rl_step == 0 and self.sft_steps:
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")  # fresh moments
+            if self.state["teacher"] is not None:
+                # The teacher starts as the policy RL starts from (SPEC 6), i.e. the SFT model,
+                # not the random init it was copied from before SFT (whose signal is noise).
+                self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
         t0 = time.perf_counter()
         batch = next(self.rl_iter)
         rows = self._rows(batch)
