@@ -1,6 +1,6 @@
 """One process of the multi-host trainer test (tests/training/test_multihost.py).
 
-    python _multihost_train.py PORT PROCESS_ID NUM_PROCESSES BASE_DIR
+    python _multihost_train.py PORT PROCESS_ID NUM_PROCESSES BASE_DIR [LAYOUT]
 
 Joins a localhost `jax.distributed` cluster of NUM_PROCESSES processes with 4 CPU devices
 each (gloo collectives), runs `multihost_config` through the one Trainer in the workdir
@@ -18,17 +18,25 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def multihost_config(base: pathlib.Path):
-    """The tiny config (tests/training/conftest.py) for 2 steps, SFT then visd_coach RL,
-    on the mesh data=2 x fsdp=2 x tensor=2: `data` spans the processes (as on a pod, where
-    hosts hold data-parallel replicas) and fsdp/tensor shard inside each one. One
-    checkpoint, after the last step (each save costs seconds of slicing compiles)."""
+# Mesh layouts (data, fsdp, tensor) over 2 processes x 4 devices. The first axis of size > 1
+# spans the processes: "data" = hosts hold data-parallel replicas (a v5e-64's 8-way data
+# axis); "fsdp" = every parameter and optimizer moment is split ACROSS the hosts, so no
+# process holds a whole array and each step all-gathers weights over the network (v5e-8
+# runs its fsdp axis across its 2 hosts).
+LAYOUTS = {"data": (2, 2, 2), "fsdp": (1, 4, 2)}
+
+
+def multihost_config(base: pathlib.Path, layout: str = "data"):
+    """The tiny config (tests/training/conftest.py) for 2 steps, SFT then visd_coach RL, on
+    the mesh LAYOUTS[layout]. One checkpoint, after the last step (each save costs seconds
+    of slicing compiles)."""
     spec = importlib.util.spec_from_file_location("_training_conftest", HERE / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    data, fsdp, tensor = LAYOUTS[layout]
     return mod.tiny_config(base, mode="visd_coach", sft_steps=1, rl_steps=1,
-                           **{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2, "data.num_workers": 0,
-                              "checkpoint.every": 2})
+                           **{"mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor,
+                              "data.num_workers": 0, "checkpoint.every": 2})
 
 
 def local_value(x):
@@ -48,7 +56,7 @@ def local_value(x):
     return value, covered
 
 
-def main(port: str, pid: int, nproc: int, base: pathlib.Path) -> None:
+def main(port: str, pid: int, nproc: int, base: pathlib.Path, layout: str = "data") -> None:
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"  # before jax is imported
     os.environ["JAX_PLATFORMS"] = "cpu"
     os.environ.pop("VISD_MULTIHOST", None)  # the cluster is joined with explicit arguments below
@@ -67,7 +75,7 @@ def main(port: str, pid: int, nproc: int, base: pathlib.Path) -> None:
     assert maybe_initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
     assert jax.process_count() == nproc and len(jax.local_devices()) == 4, jax.devices()
 
-    trainer = Trainer(multihost_config(base / "multi"))  # Trainer's own maybe_initialize joins, no re-init
+    trainer = Trainer(multihost_config(base / "multi", layout))  # Trainer's own maybe_initialize joins, no re-init
     rows = trainer.run()
     flat = flat_state(trainer.state)  # params, optimizer moments, EMA teacher, step
     names = sorted(flat)
@@ -92,4 +100,4 @@ def main(port: str, pid: int, nproc: int, base: pathlib.Path) -> None:
 
 if __name__ == "__main__":
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4]), *sys.argv[5:6])
