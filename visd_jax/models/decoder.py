@@ -3,6 +3,11 @@
 One code path serves training (no cache, causal over the sequence) and sampling (a
 static-shape cache [L, B, S, G, K] written at `cache_index`). The attention mask is
 `key_valid[b, s] and key_slot[s] <= query_slot[t]`: causal over slots plus padding.
+
+`scan_layers=True` stores the L decoder layers' parameters stacked on a leading axis
+(logical name "layers") and runs them with one `jax.lax.scan`, so the traced program and
+compile time do not grow with depth; the scan counter is the layer index into the cache.
+Numerically it is the same computation as the unrolled loop.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx import spmd
 
 from visd_jax.models.config import TextConfig
 from visd_jax.models.layers import Dense, RMSNorm, SwiGLU, apply_rope, attention, param
@@ -72,14 +78,19 @@ class DecoderLayer(nnx.Module):
 
 
 class TextModel(nnx.Module):
-    def __init__(self, cfg: TextConfig, *, param_dtype, dtype, remat: bool, rngs: nnx.Rngs):
+    def __init__(self, cfg: TextConfig, *, param_dtype, dtype, remat: bool, rngs: nnx.Rngs,
+                 scan_layers: bool = False):
         self.cfg = cfg
         self.dtype = dtype
         self.remat = remat
+        self.scan_layers = scan_layers
         self.embed_tokens = param(rngs, (cfg.vocab_size, cfg.hidden_size), param_dtype, ("vocab", "embed"))
-        self.layers = nnx.List(
-            [DecoderLayer(cfg, param_dtype=param_dtype, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
-        )
+        if scan_layers:
+            self.layers = stacked_layers(cfg, param_dtype=param_dtype, rngs=rngs)
+        else:
+            self.layers = nnx.List(
+                [DecoderLayer(cfg, param_dtype=param_dtype, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
+            )
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=param_dtype)
 
     def embed(self, input_ids_BxT: jax.Array) -> jax.Array:
@@ -108,14 +119,55 @@ class TextModel(nnx.Module):
         allowed = key_valid_BxS.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= q_slot[None, :, None])
         h = h_BxTxD.astype(self.dtype)
         kv = None if cache is None else (cache.k, cache.v)
-        for i, layer in enumerate(self.layers):
-            if self.remat:
-                fn = nnx.remat(lambda lyr, x, kv, i=i: lyr(x, cos, sin, allowed, kv, cache_index, i))
-                h, kv = fn(layer, h, kv)
-            else:
-                h, kv = layer(h, cos, sin, allowed, kv, cache_index, i)
+        if self.scan_layers:
+            h, kv = self._scan(h, cos, sin, allowed, kv, cache_index)
+        else:
+            for i, layer in enumerate(self.layers):
+                if self.remat:
+                    fn = nnx.remat(lambda lyr, x, kv, i=i: lyr(x, cos, sin, allowed, kv, cache_index, i))
+                    h, kv = fn(layer, h, kv)
+                else:
+                    h, kv = layer(h, cos, sin, allowed, kv, cache_index, i)
         h = self.norm(h)
         return h, None if cache is None else KVCache(*kv)
+
+    def _scan(self, h, cos, sin, allowed, kv, cache_index):
+        """The stacked layers as one lax.scan over (layer index, that layer's parameters)."""
+        graphdef, params = nnx.split(self.layers)
+        # Inside the body a slice has lost the leading axis, so its sharding names must too
+        # (on copies: split shares the model's own Variables).
+        params = jax.tree.map(lambda v: v.copy(), params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+        params = spmd.remove_axis(params, 0, _LAYERS_AXIS)
+
+        def body(carry, xs):
+            h, kv = carry
+            i, p = xs
+            h, kv = nnx.merge(graphdef, p)(h, cos, sin, allowed, kv, cache_index, i)
+            return (h, kv), None
+
+        if self.remat:
+            # prevent_cse=False is safe (and cheaper) under scan, as jax.checkpoint's docs say.
+            body = jax.checkpoint(body, prevent_cse=False)
+        (h, kv), _ = jax.lax.scan(body, (h, kv), (jnp.arange(self.cfg.num_hidden_layers), params))
+        return h, kv
+
+
+_LAYERS_AXIS = {nnx.PARTITION_NAME: "layers"}
+
+
+def stacked_layers(cfg: TextConfig, *, param_dtype, rngs: nnx.Rngs) -> DecoderLayer:
+    """One DecoderLayer whose every parameter has a leading [L] axis named "layers".
+
+    Each layer gets its own key (split from `rngs.params()`), so the layers differ; the
+    values are not those of the unscanned model for the same seed (a different key stream).
+    """
+    keys = jax.random.split(rngs.params(), cfg.num_hidden_layers)
+
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata=_LAYERS_AXIS)
+    def make(key):
+        return DecoderLayer(cfg, param_dtype=param_dtype, rngs=nnx.Rngs(params=key))
+
+    return make(keys)
 
 
 def init_cache(cfg: TextConfig, batch: int, max_len: int, dtype) -> KVCache:

@@ -6,6 +6,9 @@ with `jax.make_array_from_callback`, whose callback reads only the slice that on
 holds. No pickle is ever read. bfloat16 files are read through ml_dtypes (the safetensors
 numpy front end cannot represent bfloat16).
 
+The scanned layout (`scan_layers=True`, decoder parameters stacked [L, ...]) is read from
+and written to the same per-layer names, so a checkpoint does not depend on the layout.
+
 Names: transformers' hub layout (`model.layers.N...`, `visual.blocks.N...`, `lm_head`), as
 `save_pretrained` writes it; the newer `model.language_model.` / `model.visual.` prefixes
 are accepted on input.
@@ -100,6 +103,20 @@ def hf_name(path: tuple) -> tuple[str, str]:
     return name, "copy"
 
 
+def _is_stacked(path: tuple) -> bool:
+    """A decoder parameter of the scanned layout: model.layers.<name> with a leading [L]."""
+    return len(path) > 2 and str(path[0]) == "model" and str(path[1]) == "layers" and not str(path[2]).isdigit()
+
+
+def _hf_names(path: tuple, shape: tuple[int, ...]) -> tuple[list[str], str]:
+    """(HF tensor names, kind) for one parameter: one name, or L (model.layers.0.. L-1) when stacked."""
+    if not _is_stacked(path):
+        name, kind = hf_name(path)
+        return [name], kind
+    per_layer = [hf_name((*path[:2], i, *path[2:])) for i in range(shape[0])]
+    return [n for n, _ in per_layer], per_layer[0][1]
+
+
 def _hf_shape(shape: tuple[int, ...], kind: str, cfg: Qwen25VLConfig) -> tuple[int, ...]:
     if kind == "linear":
         return (shape[1], shape[0])
@@ -124,29 +141,30 @@ def _read(arr: np.ndarray, kind: str, index: tuple, dtype) -> np.ndarray:
 
 
 def load_hf_checkpoint(path, *, mesh: Mesh | None = None, dtype=jnp.float32, compute_dtype=None,
-                       remat: bool = False) -> Qwen25VL:
+                       remat: bool = False, scan_layers: bool = False) -> Qwen25VL:
     """Qwen25VL with the weights of a local Hugging Face checkpoint directory.
 
     Every parameter goes straight from the memory-mapped file to its device shard(s), so
     peak host memory is about one parameter shard. `dtype` is the parameter dtype
-    (float32 or bfloat16); `compute_dtype` defaults to it.
+    (float32 or bfloat16); `compute_dtype` defaults to it. With `scan_layers`, the
+    per-layer tensors `model.layers.N.*` are stacked on the leading "layers" axis (each
+    device shard is assembled from the L per-layer slices it holds).
     """
     path = pathlib.Path(path)
     cfg = Qwen25VLConfig.from_hf(path)
     dtype = _as_dtype(dtype)
     with nnx.use_eager_sharding(False):
         abstract = nnx.eval_shape(
-            lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0), param_dtype=dtype, dtype=compute_dtype, remat=remat)
+            lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0), param_dtype=dtype, dtype=compute_dtype, remat=remat,
+                             scan_layers=scan_layers)
         )
     graphdef, state = nnx.split(abstract)
     files = SafetensorsDir(path)
     shardings = None if mesh is None else param_shardings(state, mesh)
     flat = dict(nnx.to_flat_state(state))
     flat_sh = None if shardings is None else dict(nnx.to_flat_state(shardings))
-    wanted = {}
-    for p, var in flat.items():
-        name, kind = hf_name(p)
-        wanted[name] = (p, kind)
+    plan = {p: _hf_names(p, tuple(var.shape)) for p, var in flat.items()}
+    wanted = {n for names, _ in plan.values() for n in names}
     unexpected = sorted(set(files.entries) - set(wanted))
     if cfg.tie_word_embeddings and "lm_head.weight" in unexpected:
         unexpected.remove("lm_head.weight")  # some tied checkpoints also store the tied copy
@@ -158,21 +176,28 @@ def load_hf_checkpoint(path, *, mesh: Mesh | None = None, dtype=jnp.float32, com
         raise CheckpointError(f"{path}: missing tensors: {missing[:10]}"
                               + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""))
     np_dtype = jnp.dtype(dtype)
-    for name, (p, kind) in wanted.items():
+    for p, (names, kind) in plan.items():
         var = flat[p]
         shape = tuple(var.shape)
-        want = _hf_shape(shape, kind, cfg)
-        if files.shape(name) != want:
-            raise CheckpointError(f"{path}: tensor {name!r} has shape {files.shape(name)}, expected {want}")
-        arr = files.array(name)
+        stacked = _is_stacked(p)
+        want = _hf_shape(shape[1:] if stacked else shape, kind, cfg)
+        for name in names:
+            if files.shape(name) != want:
+                raise CheckpointError(f"{path}: tensor {name!r} has shape {files.shape(name)}, expected {want}")
+        arrs = [files.array(name) for name in names]
+
+        def read(idx, arrs=arrs, kind=kind, stacked=stacked):
+            if not stacked:
+                return _read(arrs[0], kind, idx, np_dtype)
+            # idx[0] selects layers (a slice: the "layers" axis is never split, but stay general)
+            return np.stack([_read(a, kind, idx[1:], np_dtype) for a in arrs[idx[0]]])
+
         if flat_sh is None:
-            value = jax.device_put(_read(arr, kind, (slice(None),) * len(shape), np_dtype))
+            value = jax.device_put(read((slice(None),) * len(shape)))
         else:
             sh = flat_sh[p]
             sh = sh.get_value() if isinstance(sh, nnx.Variable) else sh
-            value = jax.make_array_from_callback(
-                shape, sh, lambda idx, arr=arr, kind=kind: _read(arr, kind, idx, np_dtype)
-            )
+            value = jax.make_array_from_callback(shape, sh, read)
         var.set_value(value)
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
@@ -188,12 +213,17 @@ def save_hf_checkpoint(model: Qwen25VL, path, *, max_shard_bytes: int = 5 * 2**3
     path.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     state = nnx.state(model, nnx.Param)
-    items = []
+    items = []  # (name, kind, fetch: () -> device array in our layout, HF shape, dtype)
     for p, var in nnx.to_flat_state(state):
-        name, kind = hf_name(p)
         value = var.get_value() if isinstance(var, nnx.Variable) else var
         dt = np.dtype(value.dtype)
-        items.append((name, kind, value, _hf_shape(tuple(value.shape), kind, cfg), dt))
+        names, kind = _hf_names(p, tuple(value.shape))
+        if not _is_stacked(p):
+            items.append((names[0], kind, lambda v=value: v, _hf_shape(tuple(value.shape), kind, cfg), dt))
+            continue
+        # Scanned layout: one HF tensor per layer, sliced off the device array only when written.
+        hf_shape = _hf_shape(tuple(value.shape[1:]), kind, cfg)
+        items.extend((n, kind, lambda v=value, i=i: v[i], hf_shape, dt) for i, n in enumerate(names))
     dtypes = {dt for *_, dt in items}
     cfg_dtype = "bfloat16" if dtypes == {np.dtype(ml_dtypes.bfloat16)} else "float32"
     (path / "config.json").write_text(json.dumps(cfg.to_hf_dict(dtype=cfg_dtype), indent=2))
@@ -238,6 +268,6 @@ def _write_safetensors(file: pathlib.Path, items) -> None:
     with open(file, "wb") as fh:
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
-        for name, kind, value, hf_shape, dt in items:
-            host = np.asarray(jax.device_get(value))
+        for name, kind, fetch, hf_shape, dt in items:
+            host = np.asarray(jax.device_get(fetch()))
             fh.write(_to_hf_layout(host, kind, hf_shape).astype(dt, copy=False).tobytes())

@@ -35,10 +35,12 @@ def _as_dtype(dtype):
 
 class Qwen25VL(nnx.Module):
     """Qwen2.5-VL. `param_dtype` stores weights, `dtype` computes (default: param_dtype);
-    norms, rotary and softmax always run in float32."""
+    norms, rotary and softmax always run in float32. `scan_layers=True` stacks the decoder
+    layers ([L, ...] parameters under `model.layers`, logical axis "layers") and runs them
+    with one scan; the vision tower is never scanned (its blocks differ: window vs full)."""
 
     def __init__(self, config: Qwen25VLConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32,
-                 dtype=None, remat: bool = False):
+                 dtype=None, remat: bool = False, scan_layers: bool = False):
         if not isinstance(config, Qwen25VLConfig):
             raise TypeError(f"config must be a Qwen25VLConfig, got {type(config).__name__}")
         param_dtype = _as_dtype(param_dtype)
@@ -46,7 +48,8 @@ class Qwen25VL(nnx.Module):
         self.config = config
         self.dtype = dtype
         self.visual = VisionTower(config.vision, param_dtype=param_dtype, dtype=dtype, remat=remat, rngs=rngs)
-        self.model = TextModel(config.text, param_dtype=param_dtype, dtype=dtype, remat=remat, rngs=rngs)
+        self.model = TextModel(config.text, param_dtype=param_dtype, dtype=dtype, remat=remat, rngs=rngs,
+                               scan_layers=scan_layers)
         if config.tie_word_embeddings:
             self.lm_head = None
         else:
@@ -122,10 +125,17 @@ class Qwen25VL(nnx.Module):
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, config: Qwen25VLConfig, *, mesh: Mesh | None = None, seed: int = 0,
-               param_dtype=jnp.float32, dtype=None, remat: bool = False) -> "Qwen25VL":
-        """Randomly initialised model, every parameter created directly on its mesh shard."""
+               param_dtype=jnp.float32, dtype=None, remat: bool = False,
+               scan_layers: bool = False) -> "Qwen25VL":
+        """Randomly initialised model, every parameter created directly on its mesh shard.
+
+        `scan_layers`: decoder layers stacked on a leading "layers" axis and run by one scan
+        (compile time flat in depth); `remat`: each layer's activations recomputed in the
+        backward pass (with scan, the scanned body is checkpointed).
+        """
         def make():
-            return cls(config, rngs=nnx.Rngs(seed), param_dtype=param_dtype, dtype=dtype, remat=remat)
+            return cls(config, rngs=nnx.Rngs(seed), param_dtype=param_dtype, dtype=dtype, remat=remat,
+                       scan_layers=scan_layers)
 
         with nnx.use_eager_sharding(False):
             if mesh is None:

@@ -22,12 +22,13 @@ def build_model(cfg, mesh):
     m = cfg.model
     param_dtype, dtype = getattr(jnp, m.param_dtype), getattr(jnp, m.dtype)
     if m.path:
-        model = load_hf_checkpoint(m.path, mesh=mesh, dtype=param_dtype, compute_dtype=dtype, remat=m.remat)
+        model = load_hf_checkpoint(m.path, mesh=mesh, dtype=param_dtype, compute_dtype=dtype, remat=m.remat,
+                                   scan_layers=m.scan_layers)
         from transformers import AutoTokenizer
 
         return model, AutoTokenizer.from_pretrained(m.path), str(m.path)
     model = Qwen25VL.create(Qwen25VLConfig.preset(m.preset), mesh=mesh, seed=cfg.seed,
-                            param_dtype=param_dtype, dtype=dtype, remat=m.remat)
+                            param_dtype=param_dtype, dtype=dtype, remat=m.remat, scan_layers=m.scan_layers)
     return model, load_tokenizer(), None
 
 
