@@ -142,3 +142,34 @@ def test_new_style_prefixes_load(hf_ckpt, tmp_path):
     np.testing.assert_array_equal(np.asarray(a.model.layers[1].mlp.up_proj.kernel[...]),
                                   np.asarray(b.model.layers[1].mlp.up_proj.kernel[...]))
     np.testing.assert_array_equal(np.asarray(a.visual.patch_embed[...]), np.asarray(b.visual.patch_embed[...]))
+
+
+@pytest.mark.slow
+def test_load_onto_mesh_places_each_slice_and_keeps_the_logits(hf_ckpt, mesh8):
+    """load_hf_checkpoint(mesh=) puts every tensor straight onto its RULES sharding (each
+    device holding only its slice of the file's tensor) and the sharded model computes the
+    transformers logits."""
+    import jax
+    from jax.sharding import PartitionSpec as P
+    from safetensors.numpy import load_file
+
+    from visd_jax.models.hf_io import load_hf_checkpoint
+
+    d, hf = hf_ckpt
+    model = load_hf_checkpoint(d, mesh=mesh8)
+    tensors = {}
+    for f in sorted(d.glob("*.safetensors")):
+        tensors.update(load_file(f))
+    q = model.model.layers[0].self_attn.q_proj.kernel[...]
+    assert q.sharding.spec == P("fsdp", "tensor")
+    hf_q = tensors["model.layers.0.self_attn.q_proj.weight"].T  # torch Linear is [out, in]
+    assert len({s.device for s in q.addressable_shards}) == 8
+    for s in q.addressable_shards:
+        assert s.data.shape == (hf_q.shape[0] // 2, hf_q.shape[1] // 2)
+        np.testing.assert_array_equal(np.asarray(s.data), hf_q[s.index])
+    ids, mask, px = make_batch(seed=2)
+    with jax.set_mesh(mesh8):
+        ours = _forward(model, ids, mask, px)
+    ref = hf_logits(hf, ids, mask, px)
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(ours[valid], ref[valid], rtol=0, atol=TOL)
