@@ -60,7 +60,8 @@ def commands(action: str, opts) -> list[list[str]]:
             "python3 -m pip install --upgrade pip",
             # the TPU jaxlib first, so `pip install -e .` sees jax satisfied and keeps it
             "python3 -m pip install 'jax[tpu]'",
-            "python3 -m pip install -e .",
+            # the tpu extra: gcsfs, without which a gs:// work directory cannot be opened
+            "python3 -m pip install -e '.[tpu]'",
         ])
         return [
             ["git", "archive", "--format=tar.gz", f"--output={ARCHIVE}", "HEAD"],

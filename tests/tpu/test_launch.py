@@ -31,7 +31,7 @@ def test_install_ships_head_to_every_worker():
     assert archive[:2] == ["git", "archive"]
     assert "--worker=all" in scp and "--worker=all" in ssh
     remote = [a for a in ssh if a.startswith("--command=")][0]
-    assert remote.index("jax[tpu]") < remote.index("pip install -e .")
+    assert remote.index("jax[tpu]") < remote.index("pip install -e '.[tpu]'")
 
 
 def test_run_passes_variant_workdir_and_overrides_quoted():

@@ -1,11 +1,13 @@
 import pytest
 
 from experiments import gspo, visd_v5e, visioncoach
+from visd_jax.training import config
 from visd_jax.training.config import validate
 
 
 @pytest.mark.parametrize("variant", visd_v5e.VARIANTS)
-def test_variants_are_valid_once_required_paths_are_given(variant):
+def test_variants_are_valid_once_required_paths_are_given(variant, monkeypatch):
+    monkeypatch.setattr(config, "gcs_available", lambda: True)  # the tpu extra's gcsfs
     c = visd_v5e.get_config(variant)
     if variant != "local":
         c.model.path = "/ckpt/Qwen2.5-VL-7B"
@@ -31,7 +33,7 @@ def test_unknown_variant():
     [
         ("mode", "ppo", "config.mode='ppo'"),
         ("rl.num_generations", 1, "config.rl.num_generations=1"),
-        ("rl.minibatches", 3, "must divide"),
+        ("rl.minibatches", 5, "must divide"),
         ("coach.selector", "fixed:blur", "fixed:KIND"),
         ("rl.top_p", 1.5, r"in \(0, 1\]"),
         ("visd.clip", -0.1, "config.visd.clip"),
@@ -57,3 +59,13 @@ def test_v5e_needs_a_model_path_and_annotations():
     c.data.annotations = ""
     with pytest.raises(ValueError, match="data.annotations"):
         validate(c)
+
+
+def test_gs_workdir_without_gcsfs_fails_at_start_up_naming_the_fix(monkeypatch):
+    c = visd_v5e.get_config("v5e_8")
+    c.model.path, c.data.annotations, c.workdir = "/ckpt", "/a.json", "gs://bucket/run"
+    monkeypatch.setattr(config, "gcs_available", lambda: False)
+    with pytest.raises(ValueError, match=r"config.workdir='gs://bucket/run'.*gcsfs.*\[tpu\]"):
+        validate(c)
+    monkeypatch.setattr(config, "gcs_available", lambda: True)
+    validate(c)

@@ -116,6 +116,13 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 )
 
 
+def gcs_available() -> bool:
+    """Whether etils.epath (orbax's paths, our metrics) can open gs:// paths here."""
+    import importlib.util
+
+    return importlib.util.find_spec("gcsfs") is not None
+
+
 def _get(cfg: Mapping, dotted: str):
     node = cfg
     for part in dotted.split("."):
@@ -148,5 +155,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if cfg.data.source == "tfds":
         _check(bool(cfg.data.tfds_name), "data.tfds_name", cfg.data.tfds_name,
                "a TFDS dataset name when data.source='tfds'")
+    if str(cfg.workdir).startswith("gs://"):
+        _check(gcs_available(), "workdir", cfg.workdir,
+               "a gs:// work directory needs gcsfs (pip install -e '.[tpu]'; tpu/launch.py install does)")
     _check(cfg.sft.steps + cfg.rl.steps > 0, "rl.steps", cfg.rl.steps, "sft.steps + rl.steps must be > 0")
     return cfg
