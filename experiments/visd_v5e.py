@@ -29,10 +29,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if variant == "local":
         c.workdir = "workdir/visd_v5e_local"
         c.model.preset = "small"
-        # 30 examples (6 clips x 5 tasks) and 6 prompts per step: an RL epoch is 5 steps, so
-        # the first and the last 10% of the 50 RL steps each see every prompt exactly once and
+        # 20 examples (4 clips x 5 tasks) and 5 prompts per step: an RL epoch is 4 steps, so
+        # the first and the last 10% of the 40 RL steps each see every prompt exactly once and
         # the reward comparison is not at the mercy of which tasks a window happened to draw
-        c.data.update(source="synthetic", synthetic_examples=30, max_frames=4, min_frames=4,
+        c.data.update(source="synthetic", synthetic_examples=20, max_frames=4, min_frames=4,
                       max_pixels=56 * 56, min_pixels=28 * 28, max_prompt_tokens=512,
                       # raw prompts (<= 240 tokens) in 256; visually prompted ones (+ hint) and
                       # the teacher's (+ privileged block with the judge's feedback, <= ~420)
@@ -41,12 +41,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # two grounded claims per trace keep completions short enough for the small model; a
         # quarter of the SFT steps show the visual-prompt form and a quarter the teacher's
         # privileged form, so both can be read when RL starts (training/sft.py says why)
-        c.sft.update(steps=150, batch_size=8, lr=3e-3, warmup_steps=10, max_claims=2,
+        c.sft.update(steps=120, batch_size=8, lr=3e-3, warmup_steps=10, max_claims=2,
                      prompted_frac=0.25, privileged_frac=0.25)
-        # 6 prompts x 4 rollouts in 2 minibatches (4 made each AdamW step a 1.5-prompt
+        # 5 prompts x 4 rollouts in 2 minibatches (4 made each AdamW step a 1-prompt
         # estimate) at lr 1e-4 (3e-5 left the policy where SFT put it); top_p stays the
         # paper's 0.95: 1.0 let tail tokens break the format of half the rollouts
-        c.rl.update(steps=50, prompts_per_step=6, num_generations=4, minibatches=2, max_new_tokens=160,
+        c.rl.update(steps=40, prompts_per_step=5, num_generations=4, minibatches=2, max_new_tokens=160,
                     lr=1e-4, warmup_steps=2)
         # the tiny run is short: scale the paper's 600-step ramp to the run length
         c.visd.update(lambda_steps=30)

@@ -33,7 +33,7 @@ def test_unknown_variant():
     [
         ("mode", "ppo", "config.mode='ppo'"),
         ("rl.num_generations", 1, "config.rl.num_generations=1"),
-        ("rl.minibatches", 5, "must divide"),
+        ("rl.minibatches", 3, "must divide"),
         ("coach.selector", "fixed:blur", "fixed:KIND"),
         ("rl.top_p", 1.5, r"in \(0, 1\]"),
         ("visd.clip", -0.1, "config.visd.clip"),
