@@ -73,6 +73,22 @@ def test_progress_line_fields():
     assert "ETA" in line and buf.getvalue().count("\n") == 2
 
 
+def test_progress_eta_prices_each_phase_at_its_own_step_time(monkeypatch):
+    clock = iter([0.0, 1.0, 2.0, 3.0,   # sft steps 1-4: 1 s each
+                  20.0,                 # rl step 5: 17 s, mostly compiling (not a price)
+                  30.0, 40.0])          # rl steps 6-7: 10 s each
+    monkeypatch.setattr("visd_jax.training.metrics.time.monotonic", lambda: next(clock))
+    p = Progress(10, phases={"sft": 5, "rl": 5}, stream=io.StringIO())
+    assert "ETA --" in p.update(1, extra="sft")  # nothing measured yet
+    p.update(2, extra="sft")
+    p.update(3, extra="sft")
+    # 1 sft step left at 1 s; the rl phase has no price yet: a lower bound, marked "+"
+    assert "ETA 0:01+" in p.update(4, extra="sft")
+    assert "ETA --" in p.update(5, extra="rl")  # the switch step (compiles) is no rl price
+    assert "ETA 0:40" in p.update(6, extra="rl")  # 4 rl steps left x 10 s
+    assert "ETA 0:30" in p.update(7, extra="rl")
+
+
 def test_plot_curves_writes_a_png(tmp_path):
     rows = [{"step": i, "reward": i / 10} for i in range(20)]
     out = plot_curves(rows, ["reward"], tmp_path / "reward.png")

@@ -10,6 +10,7 @@ import json
 import math
 import numbers
 import os
+import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -79,23 +80,47 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict]:
 
 
 class Progress:
-    """One self-overwriting status line: step, reward, hard fraction, tokens/s, ETA."""
+    """One self-overwriting status line: step, reward, hard fraction, tokens/s, ETA.
 
-    def __init__(self, total_steps: int, *, stream=None, enabled: bool = True):
+    The ETA is per phase: an SFT step and an RL step differ tenfold, so each phase's
+    remaining steps are priced at that phase's own recent step time (median of the last
+    20, the first step of a phase, which compiles, left out). A phase not yet started has
+    no price: the ETA then covers the known phases only and ends with "+".
+    """
+
+    def __init__(self, total_steps: int, *, phases: Mapping[str, int] | None = None, stream=None,
+                 enabled: bool = True):
         self.total = max(1, int(total_steps))
+        # ordered {phase: number of steps}; one anonymous phase when not given
+        self.phases = {k: int(v) for k, v in (phases or {"": self.total}).items() if int(v) > 0}
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
-        self._t0 = None
-        self._s0 = 0
+        self._last: tuple[float, str] | None = None
+        self._dt: dict[str, list[float]] = {}
+
+    def _eta(self, step: int) -> tuple[float | None, bool]:
+        """(seconds for the steps after `step`, whether some phase could not be priced)."""
+        eta, unknown, begin = 0.0, False, 0
+        for name, n in self.phases.items():
+            left = (begin + n) - max(step, begin)
+            begin += n
+            if left <= 0:
+                continue
+            dts = self._dt.get(name)
+            if not dts:
+                unknown = True
+                continue
+            eta += left * statistics.median(dts[-20:])
+        return (None if unknown and eta == 0 else eta), unknown
 
     def update(self, step: int, *, reward: float | None = None, hard_frac: float | None = None,
-               tokens_per_s: float | None = None, extra: str = "") -> str:
+               tokens_per_s: float | None = None, extra: str = "", phase: str | None = None) -> str:
         now = time.monotonic()
-        if self._t0 is None:
-            self._t0, self._s0 = now, step
-        done = step - self._s0
-        rate = done / (now - self._t0) if done > 0 and now > self._t0 else None
-        eta = (self.total - step) / rate if rate else None
+        phase = (extra if phase is None else phase) if len(self.phases) > 1 else next(iter(self.phases), "")
+        if self._last is not None and self._last[1] == phase:
+            self._dt.setdefault(phase, []).append(now - self._last[0])
+        self._last = (now, phase)
+        eta, unknown = self._eta(step)
         width = 24
         filled = int(width * min(step, self.total) / self.total)
         parts = [f"[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total}"]
@@ -105,7 +130,7 @@ class Progress:
             parts.append(f"hard {hard_frac:.0%}")
         if tokens_per_s is not None:
             parts.append(f"{tokens_per_s:,.0f} tok/s")
-        parts.append(f"ETA {_hms(eta)}" if eta is not None else "ETA --")
+        parts.append(f"ETA {_hms(eta)}{'+' if unknown else ''}" if eta is not None else "ETA --")
         if extra:
             parts.append(extra)
         line = "  ".join(parts)

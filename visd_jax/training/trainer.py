@@ -122,7 +122,8 @@ class Trainer:
         self.start = 0
         self._maybe_resume()
         self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard)
-        self.progress = Progress(self.total, enabled=self.main and cfg.log.progress)
+        self.progress = Progress(self.total, phases={"sft": self.sft_steps, "rl": self.rl_steps},
+                                 enabled=self.main and cfg.log.progress)
 
     def _placed(self, tree, part: str):
         """`tree` (a fresh part of the state) put on the shardings that part has."""
