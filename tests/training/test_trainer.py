@@ -65,6 +65,34 @@ def test_teacher_starts_rl_as_the_sft_model(make_config):
         np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
 
 
+def test_resume_across_modes_starts_or_drops_the_teacher(make_config):
+    """gspo checkpoint -> visd run: the teacher (absent from the checkpoint) starts as the
+    restored policy; visd checkpoint -> gspo run: the saved teacher is ignored."""
+    cfg = make_config(mode="gspo", sft_steps=1, rl_steps=1)
+    Trainer(cfg).run()
+    cfg.mode, cfg.rl.steps = "visd", 2
+    visd = Trainer(cfg)
+    assert visd.start == 2
+    p2 = jax.device_get(visd.state["params"])
+    for a, b in zip(jax.tree.leaves(p2), jax.tree.leaves(jax.device_get(visd.state["teacher"]))):
+        np.testing.assert_array_equal(a, b)
+    visd.run()
+    want = jax.tree.map(lambda a, b: 0.99 * a + 0.01 * b, p2, jax.device_get(visd.state["params"]))
+    for w, t in zip(jax.tree.leaves(want), jax.tree.leaves(jax.device_get(visd.state["teacher"]))):
+        np.testing.assert_allclose(t, w, rtol=1e-5, atol=1e-6)
+    cfg.mode, cfg.rl.steps = "gspo", 3
+    rows = Trainer(cfg).run()
+    assert [r["step"] for r in rows][-1] == 4
+
+
+def test_resume_from_another_model_is_a_clear_error(make_config):
+    cfg = make_config(mode="sft", sft_steps=1, rl_steps=0)
+    Trainer(cfg).run()
+    cfg.model.preset = "small"
+    with pytest.raises(ValueError, match=r"does not fit this run.*another shape.*embed_tokens"):
+        Trainer(cfg)
+
+
 def test_resume_continues_step_for_step(make_config, tmp_path):
     full = Trainer(make_config(mode="visd_coach", rl_steps=3)).run()
     cfg = make_config(mode="visd_coach", rl_steps=3)

@@ -38,6 +38,8 @@ class Checkpointer:
                 create=True,
             ),
             item_names=("state", "meta"),
+            # handlers up front, so a checkpoint's contents can be listed before restoring it
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
@@ -45,6 +47,11 @@ class Checkpointer:
 
     def all_steps(self) -> list[int]:
         return list(self._mngr.all_steps())
+
+    def saved_shapes(self, step: int) -> dict[str, tuple[int, ...]]:
+        """{name: shape} of every array the checkpoint at `step` holds (a flat state dict)."""
+        tree = self._mngr.item_metadata(step)["state"]
+        return {name: tuple(getattr(m, "shape", ())) for name, m in tree.items()}
 
     def save(self, step: int, state: Any, meta: Mapping[str, Any], *, force: bool = False) -> bool:
         """Saves when `step` is on the interval (or `force`); returns whether it saved."""

@@ -134,14 +134,37 @@ class Trainer:
         step = self.ckpt.latest_step()
         if step is None:
             return
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                                flat_state(self.state))
         if step > self.sft_steps and self.sft_steps:  # the checkpoint holds the RL optimizer's state
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                                    flat_state(self.state))
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                flat_state(self.state))
+        saved = self.ckpt.saved_shapes(step)
+        missing, extra = sorted(set(abstract) - set(saved)), sorted(set(saved) - set(abstract))
+        teacher = lambda names: all(n.startswith("['teacher']") for n in names)  # noqa: E731
+        wrong = [f"{n} {saved[n]} (this run: {abstract[n].shape})" for n in sorted(set(saved) & set(abstract))
+                 if tuple(saved[n]) != tuple(abstract[n].shape)]
+        if wrong or not teacher(missing) or not teacher(extra):
+            raise ValueError(
+                f"the checkpoint at step {step} in {self.ckpt.directory} does not fit this run (another model, "
+                f"optimizer or layer layout wrote it; give a fresh config.workdir): "
+                + "; ".join(x for x in (f"{len(wrong)} arrays of another shape, e.g. {wrong[:2]}" if wrong else "",
+                                        f"missing {len(missing)}, e.g. {missing[:2]}" if missing else "",
+                                        f"unexpected {len(extra)}, e.g. {extra[:2]}" if extra else "") if x))
+        # Only the teacher may differ: a run switching into a VISD mode from an SFT-only or
+        # GSPO checkpoint starts its teacher from the restored policy (SPEC 6); a run
+        # switching out of one ignores the saved teacher.
+        for n in missing:
+            del abstract[n]
+        for n in extra:  # read (then dropped) in the placement of the params they mirror
+            abstract[n] = abstract[n.replace("['teacher']", "['params']", 1)]
         flat, meta = self.ckpt.restore(step, abstract)
+        for n in extra:
+            del flat[n]
+        if missing:
+            flat.update({n: flat[n.replace("['teacher']", "['params']", 1)] for n in missing})
         self.state = unflat_state(self.state, flat)
+        if missing:
+            self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
         for name in ("sft_iter", "rl_iter"):
             it = getattr(self, name)
             if it is not None and meta.get(name) is not None:
