@@ -34,8 +34,8 @@ def digit_scale(height: int) -> int:
     return max(1, round(height / (8 * GLYPH_H)))
 
 
-def _number_mask(n, *, height: int, width: int, max_digits: int):
-    """[H, W] bool mask of integer `n` (traced scalar) drawn at the bottom-right corner."""
+def _layout(*, height: int, width: int, max_digits: int):
+    """(scale, top, left, strip height, strip width) of the digit strip; static ints."""
     s = digit_scale(height)
     margin = 2 * s
     strip_w = max_digits * GLYPH_W * s + (max_digits - 1) * s
@@ -44,6 +44,11 @@ def _number_mask(n, *, height: int, width: int, max_digits: int):
             f"frame_numbers: {max_digits} digits at scale {s} need {strip_w + margin}x"
             f"{GLYPH_H * s + margin} px, frame is {width}x{height}"
         )
+    return s, height - margin - GLYPH_H * s, width - margin - strip_w, GLYPH_H * s, strip_w
+
+
+def _number_strip(n, *, s: int, max_digits: int):
+    """[7s, strip_w] bool: integer `n` (traced scalar) as right-aligned s-times glyphs."""
     n = jnp.clip(jnp.asarray(n, jnp.int32), 0, 10**max_digits - 1)
     powers = jnp.asarray([10 ** (max_digits - 1 - d) for d in range(max_digits)], jnp.int32)
     digits = (n // powers) % 10
@@ -53,22 +58,23 @@ def _number_mask(n, *, height: int, width: int, max_digits: int):
     glyphs = jnp.repeat(jnp.repeat(glyphs, s, axis=1), s, axis=2)  # [D, 7s, 5s]
     gap = jnp.zeros((max_digits, GLYPH_H * s, s), bool)
     strip = jnp.concatenate([glyphs, gap], axis=2)  # [D, 7s, 6s]
-    strip = strip.transpose(1, 0, 2).reshape(GLYPH_H * s, -1)[:, :strip_w]
-    top = height - margin - GLYPH_H * s
-    left = width - margin - strip_w
-    return jnp.pad(strip, ((top, margin), (left, margin)))
+    return strip.transpose(1, 0, 2).reshape(GLYPH_H * s, -1)[:, : max_digits * 6 * s - s]
 
 
 def frame_numbers(frames_TxHxWx3, numbers_T, *, max_digits: int = 3, color=RED):
     """Draw numbers_T[t] in `color` digits at the bottom-right of frame t (every frame).
 
     Numbers are clipped to [0, 10**max_digits - 1]; shapes are static, so the whole op is
-    jittable and vmappable (e.g. over a batch of clips).
+    jittable and vmappable (e.g. over a batch of clips). The strip's place is static, so
+    only that [T, 7s, strip_w] block is computed and written back into the frames.
     """
     t, h, w, _ = frames_TxHxWx3.shape
     numbers_T = jnp.asarray(numbers_T)
     if numbers_T.shape != (t,):
         raise ValueError(f"frame_numbers: numbers must have shape ({t},), got {numbers_T.shape}")
-    masks = jax.vmap(lambda n: _number_mask(n, height=h, width=w, max_digits=max_digits))(numbers_T)
+    s, top, left, sh, sw = _layout(height=h, width=w, max_digits=max_digits)
+    strips = jax.vmap(lambda n: _number_strip(n, s=s, max_digits=max_digits))(numbers_T)
     paint = jnp.asarray(color, frames_TxHxWx3.dtype)
-    return jnp.where(masks[..., None], paint, frames_TxHxWx3)
+    block = frames_TxHxWx3[:, top : top + sh, left : left + sw]
+    block = jnp.where(strips[..., None], paint, block)
+    return frames_TxHxWx3.at[:, top : top + sh, left : left + sw].set(block)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from visd_jax.prompts.font import RED, frame_numbers
 from visd_jax.prompts.hints import KINDS
+from visd_jax.prompts.raster import any_outer, flat_rows, materialise, per_channel, scale_uint8
 
 
 def _prepare(frames, boxes, box_mask, frame_mask):
@@ -51,26 +52,37 @@ def _prepare(frames, boxes, box_mask, frame_mask):
     return boxes, valid, frame_mask
 
 
-def _centres(h, w):
-    ys = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
-    xs = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
-    return ys, xs
-
-
 def _finish(out_f32, frames):
     """Back to the input dtype: integers are rounded to nearest and clipped."""
     if jnp.issubdtype(frames.dtype, jnp.integer):
         info = jnp.iinfo(frames.dtype)
-        return jnp.clip(jnp.round(out_f32), info.min, info.max).astype(frames.dtype)
+        rounded = jnp.round(out_f32)
+        if frames.dtype.itemsize <= 2:  # same values; int32 clip vectorises better on CPU
+            return jnp.clip(rounded.astype(jnp.int32), info.min, info.max).astype(frames.dtype)
+        return jnp.clip(rounded, info.min, info.max).astype(frames.dtype)
     return out_f32.astype(frames.dtype)
+
+
+def _axes(height, width):
+    """Pixel-centre coordinates of the rows [H] and columns [W]."""
+    ys = jnp.arange(height, dtype=jnp.float32) + 0.5
+    xs = jnp.arange(width, dtype=jnp.float32) + 0.5
+    return ys, xs
+
+
+def _box_axes(boxes_Nx4, valid_N, *, height: int, width: int, pad):
+    """Separable box test: inside box n = rows[n, i] & cols[n, j] ([..., H], [..., W])."""
+    ys, xs = _axes(height, width)
+    x1, y1, x2, y2 = (boxes_Nx4[..., i, None] for i in range(4))
+    rows = (ys >= y1 - pad) & (ys <= y2 + pad) & valid_N[..., None]
+    cols = (xs >= x1 - pad) & (xs <= x2 + pad)
+    return rows, cols
 
 
 def box_union_mask(boxes_Kx4, valid_K, *, height: int, width: int, pad: float = 0.0):
     """[H, W] bool: pixel centres inside any valid box grown by `pad` px on every side."""
-    ys, xs = _centres(height, width)
-    x1, y1, x2, y2 = (boxes_Kx4[:, i, None, None] for i in range(4))
-    inside = (xs >= x1 - pad) & (xs <= x2 + pad) & (ys >= y1 - pad) & (ys <= y2 + pad)
-    return jnp.any(inside & valid_K[:, None, None], axis=0)
+    rows, cols = _box_axes(boxes_Kx4, valid_K, height=height, width=width, pad=pad)
+    return any_outer((rows[None],), (cols[None],), jnp.logical_and)[0]
 
 
 def darken(frames, boxes, *, box_mask=None, frame_mask=None, pad: float = 10, factor: float = 0.3):
@@ -78,24 +90,57 @@ def darken(frames, boxes, *, box_mask=None, frame_mask=None, pad: float = 10, fa
 
     out = x                    inside the padded union, or on a frame with frame_mask False
     out = x * factor           elsewhere (VisionCoach: pad 10 px, factor 0.3).
-    A key frame with no valid box is darkened everywhere.
+    A key frame with no valid box is darkened everywhere. uint8: round(x * factor) of the
+    float32 product, round half to even (`raster.scale_uint8`).
     """
     boxes, valid, frame_mask = _prepare(frames, boxes, box_mask, frame_mask)
-    _, h, w, _ = frames.shape
-    keep = jax.vmap(lambda b, v: box_union_mask(b, v, height=h, width=w, pad=pad))(boxes, valid)
-    keep = keep | ~frame_mask[:, None, None]
+    t, h, w, c = frames.shape
+    rows, cols = _box_axes(boxes, valid, height=h, width=w, pad=pad)
+    # A frame that is not a key frame is kept whole: one more "box" covering it.
+    off = ~frame_mask[:, None, None]
+    rows = jnp.concatenate([rows, jnp.broadcast_to(off, (t, 1, h))], axis=1)
+    cols = jnp.concatenate([cols, jnp.broadcast_to(off, (t, 1, w))], axis=1)
+    # Here jnp.repeat behind the uint8 identity barrier measured fastest (see materialise).
+    rows, cols = materialise(rows), materialise(jnp.repeat(cols, c, axis=-1))
+    keep = any_outer((rows,), (cols,), jnp.logical_and)  # [T, H, W * C]
+    x = flat_rows(frames)
     if frames.dtype == jnp.uint8:
-        # Same values as round(x * factor) in float32, via a 256-entry table: one gather
-        # instead of convert-multiply-round-clip-convert over every pixel (4x on CPU).
-        lut = _finish(jnp.arange(256, dtype=jnp.float32) * jnp.float32(factor), frames)
-        return jnp.where(keep[..., None], frames, lut[frames])
-    x = frames.astype(jnp.float32)
-    return _finish(jnp.where(keep[..., None], x, x * jnp.float32(factor)), frames)
+        out = jnp.where(keep, x, scale_uint8(x, factor))
+    else:
+        xf = x.astype(jnp.float32)
+        out = _finish(jnp.where(keep, xf, xf * jnp.float32(factor)), frames)
+    return out.reshape(frames.shape)
 
 
 def default_thickness(height: int, width: int) -> int:
     """Ring thickness in px: max(2, round(min(H, W) / 64)), e.g. 4 px at 224x420."""
     return max(2, round(min(height, width) / 64))
+
+
+def _ring_axes(boxes_Nx4, valid_N, *, height: int, width: int, thickness):
+    """Separable ellipse ring: ([..., H] row terms, [..., W] column terms) for `_on_ring`.
+
+    Each ellipse equation (dx / A)^2 + (dy / B)^2 splits into a column term and a row term;
+    invalid boxes get an infinite outer term (never drawn), thin rings an infinite inner one.
+    """
+    ys, xs = _axes(height, width)
+    x1, y1, x2, y2 = (boxes_Nx4[..., i, None] for i in range(4))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    a, b = math.sqrt(2) * (x2 - x1) / 2, math.sqrt(2) * (y2 - y1) / 2
+    half = thickness / 2
+    dx, dy = xs - cx, ys - cy
+    ox, oy = (dx / (a + half)) ** 2, (dy / (b + half)) ** 2
+    ai, bi = jnp.maximum(a - half, 1e-6), jnp.maximum(b - half, 1e-6)
+    ix, iy = (dx / ai) ** 2, (dy / bi) ** 2
+    inf = jnp.float32(jnp.inf)
+    ox = jnp.where(valid_N[..., None], ox, inf)
+    ix = jnp.where((a > half) & (b > half), ix, inf)
+    return (oy, iy), (ox, ix)
+
+
+def _on_ring(oy, iy, ox, ix):
+    """Inside the outer ellipse and not strictly inside the inner one."""
+    return (ox + oy <= 1.0) & ~(ix + iy < 1.0)
 
 
 def ellipse_ring_mask(boxes_Kx4, valid_K, *, height: int, width: int, thickness: float):
@@ -105,17 +150,10 @@ def ellipse_ring_mask(boxes_Kx4, valid_K, *, height: int, width: int, thickness:
     a = sqrt(2) * (x2 - x1) / 2, b = sqrt(2) * (y2 - y1) / 2. Ring = inside the ellipse
     with semi-axes (a + t/2, b + t/2) and not strictly inside (a - t/2, b - t/2).
     """
-    ys, xs = _centres(height, width)
-    x1, y1, x2, y2 = (boxes_Kx4[:, i, None, None] for i in range(4))
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    a, b = math.sqrt(2) * (x2 - x1) / 2, math.sqrt(2) * (y2 - y1) / 2
-    half = thickness / 2
-    dx, dy = xs - cx, ys - cy
-    outer = (dx / (a + half)) ** 2 + (dy / (b + half)) ** 2 <= 1.0
-    ai, bi = jnp.maximum(a - half, 1e-6), jnp.maximum(b - half, 1e-6)
-    inner = (dx / ai) ** 2 + (dy / bi) ** 2 < 1.0
-    inner = inner & (a > half) & (b > half)
-    return jnp.any(outer & ~inner & valid_K[:, None, None], axis=0)
+    rows, cols = _ring_axes(boxes_Kx4, valid_K, height=height, width=width, thickness=thickness)
+    return any_outer(
+        tuple(r[None] for r in rows), tuple(c[None] for c in cols), _on_ring
+    )[0]
 
 
 def red_circle(frames, boxes, *, box_mask=None, frame_mask=None, thickness=None, color=RED):
@@ -126,11 +164,13 @@ def red_circle(frames, boxes, *, box_mask=None, frame_mask=None, thickness=None,
     boxes, valid, frame_mask = _prepare(frames, boxes, box_mask, frame_mask)
     _, h, w, _ = frames.shape
     t_px = default_thickness(h, w) if thickness is None else thickness
-    ring = jax.vmap(lambda b, v: ellipse_ring_mask(b, v, height=h, width=w, thickness=t_px))(
-        boxes, valid
-    )
-    ring = ring & frame_mask[:, None, None]
-    return jnp.where(ring[..., None], jnp.asarray(color, frames.dtype), frames)
+    valid = valid & frame_mask[:, None]
+    rows, cols = _ring_axes(boxes, valid, height=h, width=w, thickness=t_px)
+    c = frames.shape[-1]
+    cols = tuple(per_channel(v, c) for v in cols)
+    ring = any_outer(rows, cols, _on_ring)  # [T, H, W * C]
+    paint = jnp.tile(jnp.asarray(color, frames.dtype), w)  # [W * C]: the colour per column
+    return jnp.where(ring, paint, flat_rows(frames)).reshape(frames.shape)
 
 
 def smooth_normalise(saliency_hxw):
@@ -162,10 +202,17 @@ def attention(frames, saliency, *, frame_mask=None, gray: float = 0.0):
     if h % sh or w % sw:
         raise ValueError(f"saliency grid {sh}x{sw} must divide the frame size {h}x{w}")
     m = jax.vmap(smooth_normalise)(saliency)
-    m = jnp.repeat(jnp.repeat(m, h // sh, axis=1), w // sw, axis=2)
-    m = jnp.where(frame_mask[:, None, None], m, 1.0)[..., None]
-    x = frames.astype(jnp.float32)
-    return _finish(x * m + (1.0 - m) * jnp.float32(gray), frames)
+    m = jnp.where(frame_mask[:, None, None], m, 1.0)  # [T, sh, sw]
+    ry, rx = h // sh, w // sw
+    # Blend terms stay on the saliency grid; only their column repeat ([T, sh, W * C]) is
+    # materialised, and the frame is viewed as [T, sh, ry, W * C] so rows broadcast.
+    c = frames.shape[-1]
+    m_cols = jnp.stack([m] * (rx * c), axis=-1).reshape(t, sh, w * c)[:, :, None, :]
+    x = flat_rows(frames).reshape(t, sh, ry, w * c).astype(jnp.float32)
+    out = x * m_cols
+    if not (isinstance(gray, (int, float)) and gray == 0):  # x * m + 0 == x * m exactly
+        out = out + (1.0 - m_cols) * jnp.float32(gray)
+    return _finish(out, frames).reshape(frames.shape)
 
 
 def saliency_from_boxes(boxes, *, box_mask=None, height: int, width: int, cell: int = 14):
