@@ -90,6 +90,37 @@ def test_model_judge_strict_json_and_fallbacks():
         ModelJudge("not a model")
 
 
+def test_model_judge_many_batches_one_call_and_fails_over_per_reply():
+    calls = []
+    text = st("<t>6</t>s <t>9</t>s", "From <t>6</t>s to <t>9</t>s")
+
+    def many(prompts):
+        calls.append(prompts)
+        return [_reply(), "not json", _reply(verdict="correct", error_cause="none", temporal_score=1.0)]
+
+    mj = ModelJudge(lambda p: _reply())
+    out = mj.many([TEMPORAL, TEMPORAL, TEMPORAL], [text, text, text], generate_many=many)
+    assert len(calls) == 1 and len(calls[0]) == 3 and text in calls[0][0]
+    assert [j.verdict for j in out] == ["partial", judge(TEMPORAL, text).verdict, "correct"]
+    assert out[1] == judge(TEMPORAL, text)  # the unparseable reply fell back to the annotations
+    assert (mj.calls, mj.fallbacks) == (3, 1)
+
+    def crash(prompts):
+        raise RuntimeError("judge server down")
+
+    mj = ModelJudge(lambda p: _reply())
+    assert mj.many([TEMPORAL, MCQ], [text, "x"], generate_many=crash) == [judge(TEMPORAL, text), judge(MCQ, "x")]
+    assert (mj.calls, mj.fallbacks) == (2, 2)
+    short = ModelJudge(lambda p: _reply())
+    assert short.many([TEMPORAL, MCQ], [text, "x"], generate_many=lambda ps: [_reply()]) == [
+        judge(TEMPORAL, text), judge(MCQ, "x")]  # one reply for two prompts: the batch failed
+    with pytest.raises(ValueError, match="2 examples but 1 completions"):
+        mj.many([TEMPORAL, MCQ], [text])
+    # without a batched generator, rollout by rollout through the single-prompt callable
+    single = ModelJudge(lambda p: _reply())
+    assert [j.verdict for j in single.many([TEMPORAL, MCQ], [text, "x"])] == ["partial", "partial"]
+
+
 def test_privileged_block():
     j = judge(ST_FREEFORM, st("<obj>man</obj><box>[64,36,320,324]</box>at<t>4</t>s",
                               "The man picks up a basketball."))

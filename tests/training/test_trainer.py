@@ -111,11 +111,35 @@ def test_resume_continues_step_for_step(make_config, tmp_path):
                 assert a[k] == b[k], (a["step"], k, a[k], b[k])
 
 
-def test_model_judge_is_refused_until_wired(make_config):
-    cfg = make_config(mode="visd")
-    cfg.visd.judge = "model"
-    with pytest.raises(ValueError, match="visd.judge='model'"):
-        Trainer(cfg)
+def test_model_judge_grades_with_the_policy_and_counts_fallbacks(make_config):
+    """visd.judge='model' with no judge_path: the policy reads the rubric (greedy, batched).
+    The tiny random policy cannot write the JSON verdict, so every rollout falls back to the
+    annotation judge and the metric says so; the step still trains."""
+    cfg = make_config(mode="visd", rl_steps=1, **{"visd.judge": "model", "visd.judge_max_new_tokens": 8,
+                                                  "visd.judge_max_prompt_tokens": 256})
+    tr = Trainer(cfg)
+    rows = tr.run()
+    rl = rows[-1]
+    assert rl["judge/fallback_frac"] == 1.0
+    assert tr.judge.judge.calls == 4  # 2 prompts x 2 rollouts, in one batched call
+    assert math.isfinite(rl["train/loss"]) and rl["train/skipped"] == 0
+
+
+def test_judge_generator_batches_like_one_prompt_at_a_time():
+    """Greedy replies of a left-padded batch equal each prompt's reply alone."""
+    from visd_jax.models import Qwen25VL, Qwen25VLConfig
+    from visd_jax.text import load_tokenizer
+    from visd_jax.training.judging import batch_generator
+
+    tok = load_tokenizer()
+    model = Qwen25VL.create(Qwen25VLConfig.preset("tiny"), seed=1)
+    gen = batch_generator(lambda: model, tok, max_new_tokens=6, max_prompt_tokens=128, buckets=(64, 128),
+                          pad_id=tok.convert_tokens_to_ids("<|endoftext|>"),
+                          stop_ids=(tok.convert_tokens_to_ids("<|im_end|>"),))
+    prompts = ["Grade this.", "The red ball moves left at 3 s; grade the answer From 2 s to 4 s.", "ok"]
+    together = gen(prompts)
+    assert together == [gen([p])[0] for p in prompts]
+    assert all(isinstance(r, str) for r in together) and any(together)
 
 
 def test_image_rows_are_counted_and_left_out():

@@ -93,6 +93,34 @@ class ModelJudge:
             self.fallbacks += 1
             return self.fallback(example, completion)
 
+    def many(self, examples, completions, *, generate_many: Callable[[list[str]], list[str]] | None = None
+             ) -> list[Judgement]:
+        """Judges rollout i of `completions` against `examples[i]` with ONE batched model call
+        (`generate_many`, prompts -> replies) when given; each reply fails over on its own."""
+        if len(examples) != len(completions):
+            raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
+        if generate_many is None:
+            return [self(e, c) for e, c in zip(examples, completions)]
+        texts = [c.text if isinstance(c, Completion) else c for c in completions]
+        self.calls += len(texts)
+        try:
+            replies = list(generate_many([rubric_prompt(e, t) for e, t in zip(examples, texts)]))
+            if len(replies) != len(texts):
+                raise ValueError(f"judge model returned {len(replies)} replies for {len(texts)} prompts")
+        except Exception:  # noqa: BLE001  the whole batch failed: every rollout falls back
+            self.fallbacks += len(texts)
+            return [self.fallback(e, c) for e, c in zip(examples, completions)]
+        out = []
+        for e, c, reply in zip(examples, completions, replies):
+            try:
+                if not isinstance(reply, str):
+                    raise ValueError("judge model returned a non-string")
+                out.append(parse_judgement(reply))
+            except Exception:  # noqa: BLE001
+                self.fallbacks += 1
+                out.append(self.fallback(e, c))
+        return out
+
 
 def privileged_block(example: dict, judgement: Judgement) -> str:
     """The hidden block appended to the teacher's prompt (SPEC section 6): verified answer,

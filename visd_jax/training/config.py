@@ -46,7 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.coach = dict(hard_threshold=2.21, alpha=0.1, selector="fixed:darken", top_n=2,
                    candidate_rule="answer")
     c.visd = dict(ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0, clip=0.2,
-                  lambda_start=0.5, lambda_steps=600, kl_beta=0.0, judge="annotation")
+                  lambda_start=0.5, lambda_steps=600, kl_beta=0.0,
+                  # judge: annotation (offline, deterministic) | model (a Qwen2.5-VL checkpoint at
+                  # judge_path reads the rubric; empty path: the policy judges itself)
+                  judge="annotation", judge_path="", judge_max_new_tokens=256, judge_max_prompt_tokens=2048)
     c.checkpoint = dict(every=50, keep=3, async_save=True)
     c.log = dict(every=1, tensorboard=True, progress=True)
     return c
@@ -110,6 +113,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("visd.lambda_steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("visd.kl_beta", _nonneg, "a number >= 0"),
     ("visd.judge", lambda v: v in ("annotation", "model"), "annotation or model"),
+    ("visd.judge_max_new_tokens", _positive_int, "a positive int"),
+    ("visd.judge_max_prompt_tokens", lambda v: _positive_int(v) and v >= 64, "an int >= 64"),
     ("checkpoint.every", _positive_int, "a positive int"),
     ("checkpoint.keep", _positive_int, "a positive int"),
     ("log.every", _positive_int, "a positive int"),

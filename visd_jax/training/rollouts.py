@@ -78,11 +78,13 @@ def teacher_seq(ro: Rollouts, batch: dict, *, tokenizer, marker: int, pad_id: in
     inserted at the end of the user turn, followed by the same completion tokens."""
     judge = judge or AnnotationJudge()
     g = len(ro.texts) // len(ro.rows)
+    metas = [batch["meta"][ro.rows[r // g]] for r in range(len(ro.texts))]
+    # one batched call where the judge has one (a model judge), else rollout by rollout
+    judged = judge.many(metas, ro.texts) if hasattr(judge, "many") else [judge(m, t) for m, t in zip(metas, ro.texts)]
     ids, verdicts = [], {}
-    for r, text in enumerate(ro.texts):
+    for r, j in enumerate(judged):
         b = ro.rows[r // g]
-        meta = batch["meta"][b]
-        j = judge(meta, text)
+        meta = metas[r]
         verdicts[j.verdict] = verdicts.get(j.verdict, 0) + 1
         block = np.asarray(tokenizer("\n\n" + privileged_block(meta, j), add_special_tokens=False)["input_ids"],
                            np.int32)

@@ -37,6 +37,7 @@ from visd_jax.training.selector import make_selector
 from visd_jax.training.setup import build_data, build_model, flat_state, unflat_state
 from visd_jax.training.step import Seq, Steps, score_fn
 from visd_jax.training.checkpoint import Checkpointer
+from visd_jax.training.judging import make_judge
 
 log = logging.getLogger(__name__)
 COACH_MODES = ("visioncoach", "visd_coach")
@@ -48,11 +49,6 @@ VISD_MODES = ("visd", "visd_coach")
 class Trainer:
     def __init__(self, cfg):
         self.cfg = validate(cfg)
-        if cfg.visd.judge != "annotation":
-            # ModelJudge needs a prompt -> text callable (a served judge model); the trainer
-            # has none to give it yet, and silently judging by annotations would mislead.
-            raise ValueError(f"config.visd.judge={cfg.visd.judge!r}: only 'annotation' is wired into "
-                             "the trainer so far (visd_jax.judge.ModelJudge works standalone)")
         maybe_initialize()
         self.mesh = make_mesh(dict(cfg.mesh))
         self.main = is_main_process()
@@ -115,6 +111,8 @@ class Trainer:
                            clip_low=r.clip_low, clip_high=r.clip_high, signal_clip=v.clip,
                            alpha=cfg.coach.alpha, ema_decay=v.ema_decay)
         self.selector = make_selector(cfg.coach.selector)
+        self.judge = make_judge(cfg, policy_model_of=self._model, policy_tokenizer=self.tokenizer, mesh=self.mesh,
+                                pad_id=self.pad_id, stop_ids=(self.eos_id,)) if self.rl_mode in VISD_MODES else None
         self.skipped_images = 0
         self.key = jax.random.key(cfg.seed)
         self.ckpt = Checkpointer(self.workdir / "checkpoints", every=cfg.checkpoint.every,
@@ -299,9 +297,11 @@ class Trainer:
         t2 = time.perf_counter()
         tseq = None
         if use_signal:
+            self.judge.reset()
             tseq, jstats = teacher_seq(raw, batch, tokenizer=self.tokenizer, marker=self.eos_id,
-                                       pad_id=self.pad_id, token_buckets=self.token_buckets)
+                                       pad_id=self.pad_id, token_buckets=self.token_buckets, judge=self.judge)
             out.update(jstats)
+            out.update(self.judge.stats())
         times["time/judge"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         v = cfg.visd
