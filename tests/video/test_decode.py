@@ -138,3 +138,36 @@ def test_single_frame_video():
 
 def test_video_error_is_value_error():
     assert issubclass(VideoError, ValueError)
+
+
+def _full_decode_kept(source, keep, size_hw):
+    """Every frame decoded (no skipping), the kept ones reformatted as load_video does."""
+    import io
+
+    import av
+
+    h, w = size_hw
+    out = {}
+    src = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    with av.open(src) as c:
+        for i, f in enumerate(c.decode(c.streams.video[0])):
+            if i in set(int(k) for k in keep):
+                out[i] = f.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
+    return np.stack([out[int(k)] for k in keep])
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_skipped_nonref_frames_leave_kept_pixels_exact(shared_videos, name):
+    """load_video skips decoding frames nothing refers to unless they are kept: the kept
+    frames must be bit-identical to a decode of every frame (B-frames among them)."""
+    path = shared_videos / name
+    clip = load_video(path)
+    np.testing.assert_array_equal(clip.frames, _full_decode_kept(path, clip.indices, clip.frames.shape[1:3]))
+
+
+def test_skipping_is_exact_on_a_generated_b_frame_clip():
+    data = encode_clip([40 * i for i in range(30)])  # x264 with 2 B-frames
+    for max_frames in (4, 8, 16):
+        clip = load_video(data, max_frames=max_frames, fps=25.0)
+        np.testing.assert_array_equal(clip.frames,
+                                      _full_decode_kept(data, clip.indices, clip.frames.shape[1:3]))

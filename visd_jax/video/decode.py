@@ -112,7 +112,43 @@ def _probe(source, name: str):
             fps = 1.0
         if not duration:
             duration = float((pts[-1] - pts[0]) * tb) + 1.0 / fps
-        return len(pts), pts[0], tb, fps, duration
+        return pts, tb, fps, duration
+
+
+def _decode_by_pts(source, name, keep: np.ndarray, all_pts: list[int], size):
+    """Decode only what the kept frames need: the packet of a kept frame is decoded in
+    full, every other packet with `skip_frame = NONREF`, so the decoder drops frames
+    nothing refers to (B-frames: 63% of the 29.97 fps clip's frames) without decoding
+    them. Reference frames are always decoded, so a kept frame's pixels are those of a
+    full decode. Frames are matched by presentation time. Returns (frames, pts) or None
+    when some kept frame did not come out (a damaged stream): the caller then decodes
+    every frame.
+    """
+    want = {int(all_pts[int(i)]): k for k, i in enumerate(keep)}
+    frames, pts = [None] * len(keep), [None] * len(keep)
+    left = len(want)
+    with _open(source, name) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        try:
+            for packet in container.demux(stream):
+                # set per packet: FFmpeg copies the setting into the frame it submits
+                ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
+                for frame in packet.decode():
+                    k = want.get(frame.pts)
+                    if k is None or frames[k] is not None:
+                        continue
+                    h, w = size(frame.height, frame.width)
+                    frames[k] = frame.reformat(width=w, height=h, format="rgb24",
+                                               interpolation="BICUBIC").to_ndarray()
+                    pts[k] = frame.pts
+                    left -= 1
+                if not left:
+                    break
+        except av.FFmpegError:
+            return None
+    return (frames, pts) if not left else None
 
 
 def _decode_kept(source, name, keep: np.ndarray, size: tuple[int, int] | None):
@@ -167,7 +203,8 @@ def load_video(
     corrupt or truncated bytes, no video stream, or zero frames.
     """
     name = _describe(source)
-    total, first_pts, tb, source_fps, duration = _probe(source, name)
+    all_pts, tb, source_fps, duration = _probe(source, name)
+    total, first_pts = len(all_pts), all_pts[0]
     if total < 2:
         raise VideoError(f"video {name}: {total} frame(s); at least 2 are needed for one temporal patch")
     try:
@@ -181,7 +218,12 @@ def load_video(
         return smart_resize(h, w, min_pixels=min_pixels, max_pixels=max_pixels)
 
     keep = sample_indices(total, nframes)
-    frames, pts, decoded = _decode_kept(source, name, keep, size)
+    fast = _decode_by_pts(source, name, keep, all_pts, size) if len(set(all_pts)) == total else None
+    if fast is not None:
+        frames, pts = fast
+        decoded = total
+    else:
+        frames, pts, decoded = _decode_kept(source, name, keep, size)
     if decoded < total:
         # Fewer decodable frames than packets (damaged tail): resample over what decodes,
         # as qwen-vl-utils' decoders would see only those frames.
