@@ -2,8 +2,13 @@
 
 Call signature mirrors transformers' `Qwen2_5_VLForConditionalGeneration`:
     model(input_ids, attention_mask=None, pixel_values_videos=None, video_grid_thw=None,
-          second_per_grid_ts=None, return_hidden=False) -> logits [B, T, V] | hidden [B, T, D]
-`video_grid_thw` must be concrete (numpy / list): it fixes the vision tower's shapes.
+          second_per_grid_ts=None, return_hidden=False, *, pixel_values=None,
+          image_grid_thw=None) -> logits [B, T, V] | hidden [B, T, D]
+`video_grid_thw` / `image_grid_thw` must be concrete (numpy / list / tuples): they fix the
+vision tower's shapes. Images and videos go through the same tower, separately (attention
+never crosses a frame, so this equals one joint pass); their merged tokens replace the
+`<|image_pad|>` / `<|video_pad|>` positions in token order, images and videos each numbered
+row-major over the batch.
 """
 from __future__ import annotations
 
@@ -72,30 +77,35 @@ class Qwen25VL(nnx.Module):
         """Merged video tokens [sum_v T_v*H_v*W_v/4, D] in video order."""
         return self.visual(pixel_values_videos, video_grid_thw)
 
-    def embed(self, input_ids_BxT: jax.Array, video_embeds_NxD: jax.Array | None = None) -> jax.Array:
-        """Token embeddings with the video tokens' rows replaced by `video_embeds`, in order."""
-        h = self.model.embed(input_ids_BxT)
-        if video_embeds_NxD is None:
-            return h
-        is_vid = input_ids_BxT == self.config.video_token_id
-        if not isinstance(input_ids_BxT, jax.core.Tracer):
-            n = int(np.asarray(is_vid).sum())
-            if n != video_embeds_NxD.shape[0]:
-                raise ValueError(
-                    f"input_ids hold {n} video tokens (id {self.config.video_token_id}) but the video "
-                    f"gives {video_embeds_NxD.shape[0]} merged patches"
-                )
-        idx = jnp.cumsum(is_vid.reshape(-1)) - 1
-        rows = jnp.take(video_embeds_NxD.astype(h.dtype), jnp.clip(idx, 0, video_embeds_NxD.shape[0] - 1), axis=0)
-        return jnp.where(is_vid[..., None], rows.reshape(h.shape), h)
+    def encode_image(self, pixel_values: jax.Array, image_grid_thw) -> jax.Array:
+        """Merged image tokens [sum_i H_i*W_i/4, D] in image order (each image one frame pair)."""
+        grid = np.asarray(image_grid_thw, np.int64).reshape(-1, 3)
+        need = (int(np.prod(grid, axis=1).sum()), self.config.vision.patch_dim)
+        if pixel_values.ndim != 2 or tuple(pixel_values.shape) != need:
+            raise ValueError(f"pixel_values has shape {tuple(pixel_values.shape)}; image_grid_thw "
+                             f"{grid.tolist()} needs {need}")
+        return self.visual(pixel_values, grid)
 
-    def rope_index(self, input_ids_BxT, attention_mask_BxT=None, video_grid_thw=None, second_per_grid_ts=None):
+    def embed(self, input_ids_BxT: jax.Array, video_embeds_NxD: jax.Array | None = None, *,
+              image_embeds_NxD: jax.Array | None = None) -> jax.Array:
+        """Token embeddings with the video (image) tokens' rows replaced by `video_embeds`
+        (`image_embeds`), each in token order over the flattened batch."""
+        h = self.model.embed(input_ids_BxT)
+        for embeds, token_id, what in ((image_embeds_NxD, self.config.image_token_id, "image"),
+                                       (video_embeds_NxD, self.config.video_token_id, "video")):
+            if embeds is not None:
+                h = _place(h, input_ids_BxT, embeds, token_id, what)
+        return h
+
+    def rope_index(self, input_ids_BxT, attention_mask_BxT=None, video_grid_thw=None, second_per_grid_ts=None,
+                   *, image_grid_thw=None):
         """M-RoPE positions [3, B, T] and decode deltas [B] (see rope.get_rope_index)."""
         v = self.config.vision
         return get_rope_index(
             input_ids_BxT, attention_mask_BxT, video_grid_thw, second_per_grid_ts,
             video_token_id=self.config.video_token_id, spatial_merge_size=v.spatial_merge_size,
-            tokens_per_second=v.tokens_per_second,
+            tokens_per_second=v.tokens_per_second, image_grid_thw=image_grid_thw,
+            image_token_id=self.config.image_token_id,
         )
 
     def decode(self, h_BxTxD, positions_3xBxT, key_valid_BxS=None, cache: KVCache | None = None,
@@ -108,17 +118,32 @@ class Qwen25VL(nnx.Module):
 
     # ------------------------------------------------------------------ forward
     def __call__(self, input_ids, attention_mask=None, pixel_values_videos=None, video_grid_thw=None,
-                 second_per_grid_ts=None, return_hidden: bool = False):
+                 second_per_grid_ts=None, return_hidden: bool = False, *, pixel_values=None,
+                 image_grid_thw=None):
         input_ids = jnp.asarray(input_ids)
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
         if (pixel_values_videos is None) != (video_grid_thw is None):
             raise ValueError("pixel_values_videos and video_grid_thw must be given together")
-        video = None
+        if (pixel_values is None) != (image_grid_thw is None):
+            raise ValueError("pixel_values and image_grid_thw must be given together")
+        if not isinstance(input_ids, jax.core.Tracer):  # fail before the vision tower runs
+            merge2 = self.config.vision.spatial_merge_size ** 2
+            for grid, token_id, what in ((image_grid_thw, self.config.image_token_id, "image"),
+                                         (video_grid_thw, self.config.video_token_id, "video")):
+                want = 0 if grid is None else int(np.prod(np.asarray(grid).reshape(-1, 3), axis=1).sum()) // merge2
+                n = int(np.asarray(input_ids == token_id).sum())
+                if grid is not None and n != want:
+                    raise ValueError(f"input_ids hold {n} {what} tokens (id {token_id}) but the {what} "
+                                     f"grids give {want} merged patches")
+        video = image = None
         if pixel_values_videos is not None:
             video = self.encode_video(jnp.asarray(pixel_values_videos), video_grid_thw)
-        h = self.embed(input_ids, video)
-        pos, _ = self.rope_index(input_ids, attention_mask, video_grid_thw, second_per_grid_ts)
+        if pixel_values is not None:
+            image = self.encode_image(jnp.asarray(pixel_values), image_grid_thw)
+        h = self.embed(input_ids, video, image_embeds_NxD=image)
+        pos, _ = self.rope_index(input_ids, attention_mask, video_grid_thw, second_per_grid_ts,
+                                 image_grid_thw=image_grid_thw)
         hidden, _ = self.decode(h, pos, attention_mask)
         return hidden if return_hidden else self.logits(hidden)
 
@@ -163,3 +188,18 @@ def param_shardings(state: nnx.State, mesh: Mesh):
         return NamedSharding(mesh, logical_to_spec(names, mesh=mesh, shape=shape))
 
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def _place(h_BxTxD, ids_BxT, embeds_NxD, token_id: int, what: str):
+    """Rows of `h` at `token_id` replaced by `embeds`, in flattened-batch token order."""
+    is_tok = ids_BxT == token_id
+    if not isinstance(ids_BxT, jax.core.Tracer):
+        n = int(np.asarray(is_tok).sum())
+        if n != embeds_NxD.shape[0]:
+            raise ValueError(
+                f"input_ids hold {n} {what} tokens (id {token_id}) but the {what} grids give "
+                f"{embeds_NxD.shape[0]} merged patches"
+            )
+    idx = jnp.cumsum(is_tok.reshape(-1)) - 1
+    rows = jnp.take(embeds_NxD.astype(h_BxTxD.dtype), jnp.clip(idx, 0, embeds_NxD.shape[0] - 1), axis=0)
+    return jnp.where(is_tok[..., None], rows.reshape(h_BxTxD.shape), h_BxTxD)

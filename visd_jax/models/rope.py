@@ -4,7 +4,8 @@ Qwen2.5-VL (Bai et al., 2025, sec. 2.1): every decoder token has three position 
 (time, height, width). Text tokens use the same id on all three; a video's merged patch at
 (t, h, w) gets (s + floor(t * tokens_per_second * second_per_grid_t), s + h, s + w), where s
 is the running position when the video starts; the running position then advances by
-max(H, W) / merge (transformers 5.x `Qwen2_5_VLModel.get_rope_index`).
+max(H, W) / merge (transformers 5.x `Qwen2_5_VLModel.get_rope_index`). An image is a
+one-frame block with temporal id s (no seconds scaling).
 """
 from __future__ import annotations
 
@@ -63,57 +64,71 @@ def get_rope_index(
     video_token_id: int,
     spatial_merge_size: int,
     tokens_per_second: int,
+    image_grid_thw: np.ndarray | None = None,
+    image_token_id: int | None = None,
 ):
     """3-D positions [3, B, T] (int32, 0 at padding) and rope deltas [B] for decoding.
 
-    Traceable: the token layout may be a tracer; `video_grid_thw` [num_videos, 3] must be
-    concrete (it fixes array shapes anyway). Each maximal run of video tokens is one video,
-    taken in row-major order over the batch, as in transformers. The delta is
+    Traceable: the token layout may be a tracer; the grids [num, 3] must be concrete (they
+    fix array shapes anyway). Each maximal run of image (resp. video) tokens is one image
+    (resp. video); images and videos are each numbered row-major over the batch, as in
+    transformers, and may interleave in any order. An image block at running position s gets
+    (s + t, s + h, s + w) with t = 0 for a one-frame grid (no seconds scaling); a video gets
+    (s + floor(t * tokens_per_second * second_per_grid_t), s + h, s + w). The delta is
     max(position) + 1 - num_valid_tokens: the next generated token at valid index n gets
     position n + delta.
     """
     ids = jnp.asarray(input_ids_BxT)
     B, T = ids.shape
     valid = jnp.ones((B, T), bool) if attention_mask_BxT is None else jnp.asarray(attention_mask_BxT).astype(bool)
+    if image_grid_thw is not None and image_token_id is None:
+        raise ValueError("image_grid_thw needs image_token_id")
     is_vid = (ids == video_token_id) & valid
-    if video_grid_thw is None:
-        grid = np.zeros((1, 3), np.int64)
-    else:
-        grid = np.asarray(video_grid_thw, np.int64).reshape(-1, 3)
-    n_vid = grid.shape[0]
+    is_img = jnp.zeros_like(is_vid) if image_grid_thw is None else (ids == image_token_id) & valid
+    vgrid, igrid = (np.zeros((0, 3), np.int64) if g is None else np.asarray(g, np.int64).reshape(-1, 3)
+                    for g in (video_grid_thw, image_grid_thw))
+    n_img, n_vid = igrid.shape[0], vgrid.shape[0]
+    # One table for both modalities: images first (rows 0..n_img-1), then videos. A dummy
+    # row keeps the gathers well-formed when neither is given (it is never selected).
+    grid = np.concatenate([igrid, vgrid, np.ones((1, 3), np.int64)])
     lh = jnp.asarray(grid[:, 1] // spatial_merge_size, jnp.int32)
     lw = jnp.asarray(grid[:, 2] // spatial_merge_size, jnp.int32)
     if second_per_grid_ts is None:
-        interval = jnp.full((n_vid,), float(tokens_per_second), jnp.float32)
+        vid_interval = jnp.full((n_vid,), float(tokens_per_second), jnp.float32)
     else:
-        interval = tokens_per_second * jnp.asarray(second_per_grid_ts, jnp.float32).reshape(-1)
+        vid_interval = tokens_per_second * jnp.asarray(second_per_grid_ts, jnp.float32).reshape(-1)[:n_vid]
+    # Still images are not spaced in time: their temporal step is 1 (transformers, #45325).
+    interval = jnp.concatenate([jnp.ones((n_img,), jnp.float32), vid_interval, jnp.ones((1,), jnp.float32)])
 
-    prev = jnp.pad(is_vid[:, :-1], ((0, 0), (1, 0)))
-    nxt = jnp.pad(is_vid[:, 1:], ((0, 0), (0, 1)))
-    start = is_vid & ~prev
-    last = is_vid & ~nxt
-    # Global video index: videos are numbered row-major across the batch.
-    starts_flat = start.reshape(-1).astype(jnp.int32)
-    vid_idx = (jnp.cumsum(starts_flat) - 1).reshape(B, T)
-    vid_idx = jnp.clip(vid_idx, 0, n_vid - 1)
-    # Rank of a token inside its run: count of video tokens since the run's start.
-    count = jnp.cumsum(is_vid.astype(jnp.int32), axis=1)
+    kind = is_img.astype(jnp.int32) + 2 * is_vid.astype(jnp.int32)  # 0 text, 1 image, 2 video
+    is_mm = kind > 0
+    prev = jnp.pad(kind[:, :-1], ((0, 0), (1, 0)))
+    nxt = jnp.pad(kind[:, 1:], ((0, 0), (0, 1)))
+    start = is_mm & (kind != prev)
+    last = is_mm & (kind != nxt)
+    # Per-modality item index, numbered row-major across the batch.
+    img_idx = (jnp.cumsum((start & is_img).reshape(-1).astype(jnp.int32)) - 1).reshape(B, T)
+    vid_idx = (jnp.cumsum((start & is_vid).reshape(-1).astype(jnp.int32)) - 1).reshape(B, T)
+    row = jnp.where(is_img, jnp.clip(img_idx, 0, max(n_img - 1, 0)),
+                    jnp.where(is_vid, n_img + jnp.clip(vid_idx, 0, max(n_vid - 1, 0)), n_img + n_vid))
+    # Rank of a token inside its run: count of vision tokens since the run's start.
+    count = jnp.cumsum(is_mm.astype(jnp.int32), axis=1)
     at_start = jnp.where(start, count - 1, 0)
     run_base = jax.lax.cummax(at_start, axis=1)
     j = count - 1 - run_base
-    g_h, g_w, g_int = lh[vid_idx], lw[vid_idx], interval[vid_idx]
+    g_h, g_w, g_int = lh[row], lw[row], interval[row]
     hw = g_h * g_w
     t_i = j // jnp.maximum(hw, 1)
     r = j % jnp.maximum(hw, 1)
     h_i, w_i = r // jnp.maximum(g_w, 1), r % jnp.maximum(g_w, 1)
     t_pos = jnp.floor(t_i.astype(jnp.float32) * g_int).astype(jnp.int32)
 
-    # Running position: +1 after each valid text token, +max(h, w) after a video's last token.
-    inc = jnp.where(valid & ~is_vid, 1, 0) + jnp.where(last, jnp.maximum(g_h, g_w), 0)
+    # Running position: +1 after each valid text token, +max(h, w) after a block's last token.
+    inc = jnp.where(valid & ~is_mm, 1, 0) + jnp.where(last, jnp.maximum(g_h, g_w), 0)
     base = jnp.cumsum(inc, axis=1) - inc  # exclusive: the position where this token starts
     text_pos = jnp.broadcast_to(base, (3, B, T))
-    vid_pos = jnp.stack([base + t_pos, base + h_i, base + w_i])
-    pos = jnp.where(is_vid[None], vid_pos, text_pos)
+    mm_pos = jnp.stack([base + t_pos, base + h_i, base + w_i])
+    pos = jnp.where(is_mm[None], mm_pos, text_pos)
     pos = jnp.where(valid[None], pos, 0).astype(jnp.int32)
     max_pos = jnp.max(jnp.where(valid[None], pos, -1), axis=(0, 2))
     deltas = max_pos + 1 - jnp.sum(valid, axis=1).astype(jnp.int32)

@@ -1,6 +1,6 @@
 """Rollouts: one jitted program, prefill then a decode `while_loop` over a static KV cache.
 
-The video is encoded and the prompt prefilled ONCE per prompt; the cache is then repeated
+The videos and images are encoded and the prompt prefilled ONCE per prompt; the cache is then repeated
 for the G samples (rows b*G .. b*G+G-1 belong to prompt b). Prompts must be left-padded so
 every row's last prompt token sits at the same slot.
 
@@ -38,6 +38,8 @@ class Prompts(NamedTuple):
     pixel_values_videos: np.ndarray | None = None  # [N, patch_dim]
     video_grid_thw: np.ndarray | None = None  # [num_videos, 3], concrete
     second_per_grid_ts: np.ndarray | None = None  # [num_videos]
+    pixel_values: np.ndarray | None = None  # [N_img, patch_dim] images, each a repeated frame pair
+    image_grid_thw: np.ndarray | None = None  # [num_images, 3], concrete, t = 1
 
 
 class Samples(NamedTuple):
@@ -67,18 +69,36 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
         raise ValueError(f"bad sampling settings: temperature={temperature}, top_p={top_p}, top_k={top_k}")
     if (p.pixel_values_videos is None) != (p.video_grid_thw is None):
         raise ValueError("prompts.pixel_values_videos and prompts.video_grid_thw must be given together")
+    if (p.pixel_values is None) != (p.image_grid_thw is None):
+        raise ValueError("prompts.pixel_values and prompts.image_grid_thw must be given together")
     cfg = model.config
     if top_k is not None and top_k > cfg.text.vocab_size:
         raise ValueError(f"top_k={top_k} exceeds the vocabulary size {cfg.text.vocab_size}")
     pad_id = cfg.pad_token_id if pad_id is None else pad_id
     if pad_id is None:
         raise ValueError("pad_id is needed (the config has no pad_token_id)")
-    grid = None if p.video_grid_thw is None else tuple(map(tuple, np.asarray(p.video_grid_thw).tolist()))
+    grid = _static_grid(p.video_grid_thw)
+    igrid = _static_grid(p.image_grid_thw)
+    # The ids are concrete here (inside the jit they are not): check token counts up front.
+    _check_tokens(ids, cfg.video_token_id, grid, cfg.vision.spatial_merge_size, "video")
+    _check_tokens(ids, cfg.image_token_id, igrid, cfg.vision.spatial_merge_size, "image")
     graphdef, state = nnx.split(model)
     fn = _compiled(graphdef, grid, num_samples, max_new_tokens, float(temperature), float(top_p), top_k,
-                   tuple(int(s) for s in np.atleast_1d(stop_ids)), int(pad_id))
+                   tuple(int(s) for s in np.atleast_1d(stop_ids)), int(pad_id), igrid)
     return fn(state, jnp.asarray(ids), jnp.asarray(mask), p.pixel_values_videos,
-              p.second_per_grid_ts, key)
+              p.second_per_grid_ts, key, p.pixel_values)
+
+
+def _static_grid(grid_thw):
+    return None if grid_thw is None else tuple(map(tuple, np.asarray(grid_thw, np.int64).reshape(-1, 3).tolist()))
+
+
+def _check_tokens(ids, token_id: int, grid, merge: int, what: str):
+    n = int((ids == token_id).sum())
+    want = 0 if grid is None else sum(t * h * w for t, h, w in grid) // (merge * merge)
+    if n != want:
+        raise ValueError(f"prompts.input_ids hold {n} {what} tokens (id {token_id}) but "
+                         f"prompts.{what}_grid_thw {list(grid or [])} gives {want} merged patches")
 
 
 def _picker(temperature: float, top_p: float, top_k: int | None):
@@ -98,21 +118,23 @@ def _picker(temperature: float, top_p: float, top_k: int | None):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id):
+def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id, igrid=None):
     pick = _picker(temperature, top_p, top_k)
     stops = np.asarray(stop_ids if stop_ids else (-1,), np.int32)
 
     @jax.jit
-    def run(state, ids, mask, pixels, seconds, key):
+    def run(state, ids, mask, pixels, seconds, key, image_pixels=None):
         model = nnx.merge(graphdef, state)
         B, T = ids.shape
         BG = B * G
         # Token N-1 is sampled but never fed back, so N-1 generated slots suffice.
         S = T + N - 1
         grid_np = None if grid is None else np.asarray(grid)
+        igrid_np = None if igrid is None else np.asarray(igrid)
         video = None if pixels is None else model.encode_video(pixels, grid_np)
-        h = model.embed(ids, video)
-        pos, _ = model.rope_index(ids, mask, grid_np, seconds)
+        image = None if image_pixels is None else model.encode_image(image_pixels, igrid_np)
+        h = model.embed(ids, video, image_embeds_NxD=image)
+        pos, _ = model.rope_index(ids, mask, grid_np, seconds, image_grid_thw=igrid_np)
         key_valid = jnp.concatenate([mask.astype(bool), jnp.zeros((B, N - 1), bool)], axis=1)
         hidden, cache = model.decode(h, pos, key_valid, _sharded(model.init_cache(B, S)), 0)
         logits = model.logits(hidden[:, -1:])[:, 0]
