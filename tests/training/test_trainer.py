@@ -1,11 +1,10 @@
-import json
 import math
 
 import jax
 import numpy as np
 import pytest
 
-from visd_jax.training.metrics import read_metrics
+from visd_jax.training import inputs
 from visd_jax.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -142,12 +141,27 @@ def test_judge_generator_batches_like_one_prompt_at_a_time():
     assert all(isinstance(r, str) for r in together) and any(together)
 
 
-def test_image_rows_are_counted_and_left_out():
-    import types
-
-    me = types.SimpleNamespace(skipped_images=0)
+def test_rows_keep_images_and_videos_and_drop_padding():
     batch = {"meta": [{"task": "temporal QA"}, {"task": "visual QA"}, {"task": "General video QA MCQ"}, {}],
              "example_mask": np.array([True, True, True, False])}
-    assert Trainer._rows(me, batch) == [0, 2] and me.skipped_images == 1
-    with pytest.raises(ValueError, match="only visual QA"):
-        Trainer._rows(me, {"meta": [{"task": "visual QA"}], "example_mask": np.array([True])})
+    assert Trainer._rows(None, batch) == [0, 1, 2]
+    with pytest.raises(ValueError, match="no real example"):
+        Trainer._rows(None, {"meta": [{}], "example_mask": np.array([False])})
+
+
+def test_visual_qa_images_train_next_to_videos(make_config):
+    """Synthetic set with its visual-QA images: SFT and a visd_coach RL step take image
+    rows (pixel_values / image_grid_thw) and video rows in the same batches."""
+    # one clip: 5 video questions + 1 image; batches of 6 hold every record, the image too
+    cfg = make_config(mode="visd_coach", sft_steps=2, rl_steps=2,
+                      **{"data.synthetic_images": True, "data.synthetic_examples": 6, "sft.batch_size": 6,
+                         "rl.prompts_per_step": 6, "sft.prompted_frac": 0.5, "sft.privileged_frac": 0.5})
+    tr = Trainer(cfg)
+    tasks = [tr.source[i]["record"]["task"] for i in range(len(tr.source))]
+    assert len(tasks) == 6 and tasks.count("visual QA") == 1
+    batch = next(tr.rl_iter)  # (the run then starts from the next batch: fine here)
+    media = inputs.videos_for_rows(batch, tr._rows(batch))
+    assert isinstance(media.grid, inputs.MediaGrid) and media.grid.kinds.count("image") == 1
+    rows = tr.run()
+    assert all(math.isfinite(r.get("sft/loss", r.get("train/loss"))) for r in rows)
+    assert all(r.get("train/skipped", r.get("sft/skipped")) == 0 for r in rows)

@@ -27,7 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = dict(
         source="synthetic",        # synthetic | stgr | tfds
         annotations="", video_root="", tfds_name="", split="train",
-        synthetic_examples=64, synthetic_seed=0, cache_dir="",
+        # synthetic_images: add the set's visual-QA image records (one per clip)
+        synthetic_examples=64, synthetic_seed=0, cache_dir="", synthetic_images=False,
         fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
         # prompt-length buckets (each one a compiled program); () = powers of two up to max

@@ -12,19 +12,37 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from visd_jax.sampling import Prompts
 
+IMAGE_TASK = "visual QA"  # the one image task (SPEC 1); every other task is a video
+
+
+class MediaGrid(NamedTuple):
+    """The static grid of a batch holding images: one (1, h, w) per vision block, and per
+    block whether it is a video's temporal patch or an image ("video" / "image"). A batch
+    of videos only keeps the plain tuple of blocks as its grid (the older, common key)."""
+
+    blocks: tuple[tuple[int, int, int], ...]
+    kinds: tuple[str, ...]
+
 
 @dataclasses.dataclass(frozen=True)
 class Videos:
-    """Concatenated patches and per-block grids for a list of rows (static grid for jit)."""
+    """Concatenated patches and the static grid for a list of rows (videos and images).
+
+    Patches of every vision block, video or image, in row order; `seconds` holds one entry
+    per VIDEO block. `grid` is the plain tuple of blocks when there is no image, else a
+    `MediaGrid`; `split_media` turns (pixels, seconds, grid) into model arguments.
+    """
 
     pixels: np.ndarray | None  # [N, patch_dim] float32
-    grid: tuple[tuple[int, int, int], ...] | None  # one (1, h, w) per vision block
-    seconds: np.ndarray | None  # [num_blocks]
+    grid: tuple[tuple[int, int, int], ...] | MediaGrid | None
+    seconds: np.ndarray | None  # [num_video_blocks]
 
 
 def _blocks(grid_thw: np.ndarray) -> list[tuple[int, int, int]]:
@@ -32,34 +50,93 @@ def _blocks(grid_thw: np.ndarray) -> list[tuple[int, int, int]]:
     return [(1, h, w)] * t
 
 
+def _parts(grid) -> tuple[list, list]:
+    if grid is None:
+        return [], []
+    if isinstance(grid, MediaGrid):
+        return list(grid.blocks), list(grid.kinds)
+    return list(grid), ["video"] * len(grid)
+
+
+def _grid(blocks, kinds):
+    if not blocks:
+        return None
+    return tuple(blocks) if all(k == "video" for k in kinds) else MediaGrid(tuple(blocks), tuple(kinds))
+
+
+def is_image_row(batch: dict, b: int) -> bool:
+    return batch["meta"][b].get("task") == IMAGE_TASK if "meta" in batch else False
+
+
 def videos_for_rows(batch: dict, rows: Sequence[int]) -> Videos:
     """Patches and block grids of the examples `rows` (indices into the batch), in order.
 
     A row may repeat (the G samples of one prompt); its video is then repeated too, since
-    each sequence of the learner's batch carries its own copy of the video tokens.
+    each sequence of the learner's batch carries its own copy of the video tokens. An image
+    row (visual QA) is one image block: grid (1, h, w), no seconds.
     """
-    pix, grid, secs = [], [], []
+    pix, blocks, kinds, secs = [], [], [], []
     for b in rows:
         g = batch["grid_thw"][b]
         n = int(np.prod(g))
         if n == 0:
             continue
         pix.append(batch["patches"][b, :n])
-        blocks = _blocks(g)
-        grid += blocks
-        secs += [float(batch["second_per_grid"][b])] * len(blocks)
+        if is_image_row(batch, b):
+            blocks.append((1, int(g[1]), int(g[2])))
+            kinds.append("image")
+            continue
+        bl = _blocks(g)
+        blocks += bl
+        kinds += ["video"] * len(bl)
+        secs += [float(batch["second_per_grid"][b])] * len(bl)
     if not pix:
         return Videos(None, None, None)
-    return Videos(np.concatenate(pix).astype(np.float32), tuple(grid), np.asarray(secs, np.float32))
+    return Videos(np.concatenate(pix).astype(np.float32), _grid(blocks, kinds),
+                  np.asarray(secs, np.float32) if secs else None)
 
 
 def concat_videos(parts: Sequence[Videos]) -> Videos:
-    """The videos of several row groups, in order (rows without video contribute nothing)."""
+    """The media of several row groups, in order (rows without media contribute nothing)."""
     parts = [p for p in parts if p.pixels is not None]
     if not parts:
         return Videos(None, None, None)
-    return Videos(np.concatenate([p.pixels for p in parts]), tuple(b for p in parts for b in p.grid),
-                  np.concatenate([p.seconds for p in parts]))
+    blocks, kinds = [], []
+    for p in parts:
+        b, k = _parts(p.grid)
+        blocks += b
+        kinds += k
+    secs = [p.seconds for p in parts if p.seconds is not None]
+    return Videos(np.concatenate([p.pixels for p in parts]), _grid(blocks, kinds),
+                  np.concatenate(secs) if secs else None)
+
+
+def split_media(pixels, seconds, grid) -> dict:
+    """Model keyword arguments for (pixels, seconds, grid): videos and images apart.
+
+    Works on NumPy (host) and inside jit (static slices of a traced pixel array): the grid
+    is static, so each block's patch range is known when tracing.
+    """
+    if grid is None or pixels is None:
+        return {}
+    blocks, kinds = _parts(grid)
+    if all(k == "video" for k in kinds):
+        return dict(pixel_values_videos=pixels, video_grid_thw=np.asarray(blocks, np.int64),
+                    second_per_grid_ts=seconds)
+    xp = np if isinstance(pixels, np.ndarray) else jnp
+    vid, img, start = [], [], 0
+    for (t, h, w), k in zip(blocks, kinds):
+        n = t * h * w
+        (vid if k == "video" else img).append(pixels[start:start + n])
+        start += n
+    vblocks = [b for b, k in zip(blocks, kinds) if k == "video"]
+    iblocks = [b for b, k in zip(blocks, kinds) if k == "image"]
+    out = {}
+    if vblocks:
+        out.update(pixel_values_videos=xp.concatenate(vid), video_grid_thw=np.asarray(vblocks, np.int64),
+                   second_per_grid_ts=seconds)
+    out.update(pixel_values=xp.concatenate(img), image_grid_thw=np.asarray(iblocks, np.int64))
+    return out
 
 
 def left_pad(ids_list: Sequence[np.ndarray], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +171,10 @@ def sampler_prompts(batch: dict, rows: Sequence[int], *, length: int, pad_id: in
     ids = prompt_ids_of(batch, rows) if ids is None else ids
     tok, mask = left_pad(ids, length, pad_id)
     v = videos_for_rows(batch, rows)
-    return Prompts(tok, mask, v.pixels, None if v.grid is None else np.asarray(v.grid, np.int32), v.seconds)
+    m = split_media(v.pixels, v.seconds, v.grid)
+    grid = lambda k: None if m.get(k) is None else np.asarray(m[k], np.int32)  # noqa: E731
+    return Prompts(tok, mask, m.get("pixel_values_videos"), grid("video_grid_thw"), m.get("second_per_grid_ts"),
+                   pixel_values=m.get("pixel_values"), image_grid_thw=grid("image_grid_thw"))
 
 
 def prompt_ids_of(batch: dict, rows: Sequence[int]) -> list[np.ndarray]:

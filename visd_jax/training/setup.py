@@ -39,9 +39,8 @@ def build_data(cfg, workdir):
         import data
 
         cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
-        # video tasks only: the policy has no image input path yet
         ds = data.generate(str(cache), seed=d.synthetic_seed, num_clips=max(1, d.synthetic_examples // 5),
-                           images=False)
+                           images=d.synthetic_images)
         return StgrSource(ds.annotations, ds.video_root)
     if d.source == "stgr":
         return StgrSource(d.annotations, d.video_root or None)

@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from visd_jax import losses
+from visd_jax.training.inputs import split_media
 from visd_jax.training.schedules import ema_update
 
 
@@ -46,10 +47,10 @@ class Seq:
 
 
 def completion_hidden(model, ids, mask, pixels, seconds, grid, t: int):
-    """Final hidden states at the positions that predict the last `t` tokens: [B, t, D]."""
-    hidden = model(ids, attention_mask=mask, pixel_values_videos=pixels,
-                   video_grid_thw=None if grid is None else np.asarray(grid, np.int64),
-                   second_per_grid_ts=seconds, return_hidden=True)
+    """Final hidden states at the positions that predict the last `t` tokens: [B, t, D].
+
+    `grid` is static: a tuple of video blocks, or an `inputs.MediaGrid` when images are in."""
+    hidden = model(ids, attention_mask=mask, return_hidden=True, **split_media(pixels, seconds, grid))
     length = ids.shape[1]
     return jax.lax.dynamic_slice_in_dim(hidden, length - t - 1, t, axis=1)
 

@@ -113,7 +113,6 @@ class Trainer:
         self.selector = make_selector(cfg.coach.selector)
         self.judge = make_judge(cfg, policy_model_of=self._model, policy_tokenizer=self.tokenizer, mesh=self.mesh,
                                 pad_id=self.pad_id, stop_ids=(self.eos_id,)) if self.rl_mode in VISD_MODES else None
-        self.skipped_images = 0
         self.key = jax.random.key(cfg.seed)
         self.ckpt = Checkpointer(self.workdir / "checkpoints", every=cfg.checkpoint.every,
                                  keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
@@ -167,13 +166,11 @@ class Trainer:
             it = getattr(self, name)
             if it is not None and meta.get(name) is not None:
                 it.set_state(meta[name])
-        self.skipped_images = int(meta.get("skipped_images", 0))
         self.start = step
         log.info("resumed from %s at step %d", self.ckpt.directory, step)
 
     def _save(self, step: int, force: bool = False):
         meta = {n: getattr(self, n).get_state() for n in ("sft_iter", "rl_iter") if getattr(self, n) is not None}
-        meta["skipped_images"] = self.skipped_images
         self.ckpt.save(step, flat_state(self.state), meta, force=force)
 
     # ------------------------------------------------------------------ device placement
@@ -192,20 +189,11 @@ class Trainer:
                 put(seq.pixels, ("patches", None)), put(seq.seconds, (None,)))
 
     def _rows(self, batch) -> list[int]:
-        """Real rows of a batch, minus image (visual QA) examples: the policy has no image
-        input path yet, and image tokens read as text would train on garbage. They are
-        counted (metric data/skipped_images), not silently used."""
-        rows = []
-        for b in range(len(batch["meta"])):
-            if not batch["example_mask"][b]:
-                continue
-            if batch["meta"][b]["task"] == "visual QA":
-                self.skipped_images += 1
-                continue
-            rows.append(b)
+        """Real rows of a batch (padding rows of a short final batch left out); video and
+        image (visual QA) examples alike."""
+        rows = [b for b in range(len(batch["meta"])) if batch["example_mask"][b]]
         if not rows:
-            raise ValueError("a batch held only visual QA examples, which the policy cannot take yet; "
-                             "filter image records out of the annotations")
+            raise ValueError("a batch held no real example (every record of it was skipped as bad)")
         return rows
 
     def _model(self, params=None):
@@ -367,7 +355,6 @@ class Trainer:
                 t = time.perf_counter()
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
-                m["data/skipped_images"] = float(self.skipped_images)
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
