@@ -255,23 +255,10 @@ def test_training_config_flag_builds_a_scanned_model(mesh8):
 
 @pytest.mark.slow
 def test_scanned_decode_loop_updates_the_cache_in_place():
-    # As tests/sampling/test_mesh.py for the unrolled model: the cache-shaped arrays of the
-    # compiled sampler come only from dynamic-update-slice (in place on the scan / loop
-    # carries), never from a copy or concatenation, which would cost O(cache) per token.
-    import importlib
-    import re
+    # As tests/sampling/test_mesh.py for the unrolled model: in place on the scan carry too.
+    from tests.sampling.checks import assert_decode_cache_in_place
 
-    gen = importlib.import_module("visd_jax.sampling.generate")
-    graphdef, state = nnx.split(Qwen25VL.create(CFG, seed=0, scan_layers=True))
-    B, T, N, G = 2, 10, 7, 3
-    ids = np.ones((B, T), np.int32)
-    fn = gen._compiled(graphdef, None, G, N, 1.0, 0.95, None, (5,), 0)
-    hlo = fn.lower(state, ids, np.ones_like(ids), None, None, jax.random.key(0)).compile().as_text()
-    t = CFG.text
-    shape = f"f32[{L},{B * G},{T + N - 1},{t.num_key_value_heads},{t.head_dim}]"
-    ops = re.findall(re.escape(shape) + r"\{[^}]*\} ([\w-]+)\(", hlo)
-    assert "dynamic-update-slice" in ops, f"no in-place cache update found for {shape}"
-    assert not {"copy", "concatenate"} & set(ops), ops
+    assert_decode_cache_in_place(Qwen25VL.create(CFG, seed=0, scan_layers=True))
 
 
 @pytest.mark.parametrize("remat", [False, True])

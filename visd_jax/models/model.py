@@ -128,11 +128,9 @@ class Qwen25VL(nnx.Module):
         if (pixel_values is None) != (image_grid_thw is None):
             raise ValueError("pixel_values and image_grid_thw must be given together")
         if not isinstance(input_ids, jax.core.Tracer):  # fail before the vision tower runs
-            merge2 = self.config.vision.spatial_merge_size ** 2
             for grid, token_id, what in ((image_grid_thw, self.config.image_token_id, "image"),
                                          (video_grid_thw, self.config.video_token_id, "video")):
-                want = 0 if grid is None else int(np.prod(np.asarray(grid).reshape(-1, 3), axis=1).sum()) // merge2
-                n = int(np.asarray(input_ids == token_id).sum())
+                n, want = media_token_counts(input_ids, token_id, grid, self.config.vision.spatial_merge_size)
                 if grid is not None and n != want:
                     raise ValueError(f"input_ids hold {n} {what} tokens (id {token_id}) but the {what} "
                                      f"grids give {want} merged patches")
@@ -188,6 +186,14 @@ def param_shardings(state: nnx.State, mesh: Mesh):
         return NamedSharding(mesh, logical_to_spec(names, mesh=mesh, shape=shape))
 
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def media_token_counts(input_ids, token_id: int, grid, merge: int) -> tuple[int, int]:
+    """(placeholder tokens of `token_id` in concrete `input_ids`, merged patches the grids
+    [N, 3] give; 0 for no grid): equal in a well-formed call."""
+    n = int(np.asarray(input_ids == token_id).sum())
+    want = 0 if grid is None else int(np.prod(np.asarray(grid).reshape(-1, 3), axis=1).sum()) // (merge * merge)
+    return n, want
 
 
 def _place(h_BxTxD, ids_BxT, embeds_NxD, token_id: int, what: str):

@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from visd_jax.models.decoder import KVCache
+from visd_jax.models.model import media_token_counts
 from visd_jax.parallel import shard
 from visd_jax.sampling.filters import filter_logits
 
@@ -94,8 +95,7 @@ def _static_grid(grid_thw):
 
 
 def _check_tokens(ids, token_id: int, grid, merge: int, what: str):
-    n = int((ids == token_id).sum())
-    want = 0 if grid is None else sum(t * h * w for t, h, w in grid) // (merge * merge)
+    n, want = media_token_counts(ids, token_id, grid, merge)
     if n != want:
         raise ValueError(f"prompts.input_ids hold {n} {what} tokens (id {token_id}) but "
                          f"prompts.{what}_grid_thw {list(grid or [])} gives {want} merged patches")

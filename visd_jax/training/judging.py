@@ -20,6 +20,7 @@ from visd_jax.judge import AnnotationJudge, ModelJudge
 from visd_jax.parallel import host_array
 from visd_jax.sampling import Prompts, generate
 from visd_jax.training import inputs
+from visd_jax.training.rollouts import decode
 
 SYSTEM = "You are a strict, careful grader. Reply with JSON only."
 
@@ -28,6 +29,8 @@ def batch_generator(model_of: Callable[[], object], tokenizer, *, max_new_tokens
                     buckets, pad_id: int, stop_ids) -> Callable[[list[str]], list[str]]:
     """prompts -> greedy replies of the model `model_of()` returns (called per batch, so a
     self-judging policy uses its current weights), each prompt in the judge's chat format."""
+
+    special = frozenset(int(i) for i in tokenizer.all_special_ids)
 
     def run(prompts: list[str]) -> list[str]:
         ids = []
@@ -43,10 +46,7 @@ def batch_generator(model_of: Callable[[], object], tokenizer, *, max_new_tokens
         tok, mask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), buckets), pad_id)
         s = generate(model_of(), Prompts(tok, mask, None, None, None), key=jax.random.key(0), num_samples=1,
                      max_new_tokens=max_new_tokens, temperature=0.0, stop_ids=stop_ids, pad_id=pad_id)
-        toks, m = host_array(s.tokens), host_array(s.mask)
-        special = set(int(i) for i in tokenizer.all_special_ids)
-        return [tokenizer.decode([int(t) for t, k in zip(r, mk) if k and int(t) not in special])
-                for r, mk in zip(toks, m)]
+        return decode(tokenizer, host_array(s.tokens), host_array(s.mask), special)
 
     return run
 

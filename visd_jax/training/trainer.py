@@ -126,6 +126,10 @@ class Trainer:
         """`tree` (a fresh part of the state) put on the shardings that part has."""
         return jax.device_put(tree, self.shardings[part])
 
+    def _teacher_from_policy(self):
+        """teacher <- a copy of the current policy (own buffers: the steps donate the state)."""
+        self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
+
     # ------------------------------------------------------------------ checkpoints
     def _maybe_resume(self):
         step = self.ckpt.latest_step()
@@ -150,18 +154,19 @@ class Trainer:
         # Only the teacher may differ: a run switching into a VISD mode from an SFT-only or
         # GSPO checkpoint starts its teacher from the restored policy (SPEC 6); a run
         # switching out of one ignores the saved teacher.
+        policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
         for n in missing:
             del abstract[n]
         for n in extra:  # read (then dropped) in the placement of the params they mirror
-            abstract[n] = abstract[n.replace("['teacher']", "['params']", 1)]
+            abstract[n] = abstract[policy(n)]
         flat, meta = self.ckpt.restore(step, abstract)
         for n in extra:
             del flat[n]
-        if missing:
-            flat.update({n: flat[n.replace("['teacher']", "['params']", 1)] for n in missing})
+        # a missing teacher holds the policy's arrays only until the copy just below
+        flat.update({n: flat[policy(n)] for n in missing})
         self.state = unflat_state(self.state, flat)
         if missing:
-            self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
+            self._teacher_from_policy()
         for name in ("sft_iter", "rl_iter"):
             it = getattr(self, name)
             if it is not None and meta.get(name) is not None:
@@ -240,7 +245,7 @@ class Trainer:
             if self.state["teacher"] is not None:
                 # The teacher starts as the policy RL starts from (SPEC 6), i.e. the SFT model,
                 # not the random init it was copied from before SFT (whose signal is noise).
-                self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
+                self._teacher_from_policy()
         t0 = time.perf_counter()
         batch = next(self.rl_iter)
         rows = self._rows(batch)

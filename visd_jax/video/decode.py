@@ -115,6 +115,12 @@ def _probe(source, name: str):
         return pts, tb, fps, duration
 
 
+def _rgb(frame, size) -> np.ndarray:
+    """One decoded frame scaled (swscale bicubic) to size(h, w) and converted to RGB."""
+    h, w = size(frame.height, frame.width)
+    return frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
+
+
 def _decode_by_pts(source, name, keep: np.ndarray, all_pts: list[int], size):
     """Decode only what the kept frames need: the packet of a kept frame is decoded in
     full, every other packet with `skip_frame = NONREF`, so the decoder drops frames
@@ -139,9 +145,7 @@ def _decode_by_pts(source, name, keep: np.ndarray, all_pts: list[int], size):
                     k = want.get(frame.pts)
                     if k is None or frames[k] is not None:
                         continue
-                    h, w = size(frame.height, frame.width)
-                    frames[k] = frame.reformat(width=w, height=h, format="rgb24",
-                                               interpolation="BICUBIC").to_ndarray()
+                    frames[k] = _rgb(frame, size)
                     pts[k] = frame.pts
                     left -= 1
                 if not left:
@@ -168,9 +172,7 @@ def _decode_kept(source, name, keep: np.ndarray, size: tuple[int, int] | None):
             for frame in container.decode(stream):
                 k = wanted.get(n)
                 if k is not None:
-                    h, w = size(frame.height, frame.width)
-                    rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC")
-                    frames[k] = rgb.to_ndarray()
+                    frames[k] = _rgb(frame, size)
                     pts[k] = frame.pts if frame.pts is not None else frame.dts
                     if pts[k] is None:
                         raise VideoError(f"video {name}: frame {n} has no presentation time")
