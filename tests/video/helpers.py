@@ -15,11 +15,13 @@ def encode_clip(
     codec="libx264",
     size=(64, 96),
     audio=False,
+    options=None,
 ) -> bytes:
     """Encode len(pts_ms) frames; frame i is flat grey 8*i (capped at 248) plus a bar.
 
     pts_ms: presentation time of each frame in milliseconds (time_base 1/1000), which may
     be irregular; the decoder must report these times back.
+    options: encoder options; default for libx264: keyframe interval 250, 2 B-frames.
     """
     h, w = size
     buf = io.BytesIO()
@@ -29,7 +31,9 @@ def encode_clip(
         vs.pix_fmt = "yuv420p"
         vs.codec_context.time_base = Fraction(1, 1000)
         vs.time_base = Fraction(1, 1000)
-        if codec == "libx264":
+        if options is not None:
+            vs.options = dict(options)
+        elif codec == "libx264":
             vs.options = {"g": "250", "bf": "2"}
         if audio:
             aus = out.add_stream("libopus", rate=48000) if fmt == "webm" else out.add_stream("aac", rate=16000)
@@ -38,7 +42,7 @@ def encode_clip(
             img[: h // 4, : w // 4] = (255, 0, 0)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = int(t)
-            frame.time_base = vs.time_base
+            frame.time_base = Fraction(1, 1000)  # vs.time_base changes once the muxer starts
             for p in vs.encode(frame):
                 out.mux(p)
         for p in vs.encode():

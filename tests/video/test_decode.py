@@ -156,8 +156,20 @@ def _full_decode_kept(source, keep, size_hw):
     return np.stack([out[int(k)] for k in keep])
 
 
+@pytest.fixture
+def skipping_decoder_only(monkeypatch):
+    """Fail instead of falling back to the decode-everything path (which would make any
+    equality with a full decode hold trivially)."""
+    import visd_jax.video.decode as decode
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the skipping decoder lost a kept frame and fell back")
+
+    monkeypatch.setattr(decode, "_decode_kept", no_fallback)
+
+
 @pytest.mark.parametrize("name", sorted(CLIPS))
-def test_skipped_nonref_frames_leave_kept_pixels_exact(shared_videos, name):
+def test_skipped_nonref_frames_leave_kept_pixels_exact(shared_videos, name, skipping_decoder_only):
     """load_video skips decoding frames nothing refers to unless they are kept: the kept
     frames must be bit-identical to a decode of every frame (B-frames among them)."""
     path = shared_videos / name
@@ -165,9 +177,100 @@ def test_skipped_nonref_frames_leave_kept_pixels_exact(shared_videos, name):
     np.testing.assert_array_equal(clip.frames, _full_decode_kept(path, clip.indices, clip.frames.shape[1:3]))
 
 
-def test_skipping_is_exact_on_a_generated_b_frame_clip():
+def test_skipping_is_exact_on_a_generated_b_frame_clip(skipping_decoder_only):
     data = encode_clip([40 * i for i in range(30)])  # x264 with 2 B-frames
     for max_frames in (4, 8, 16):
         clip = load_video(data, max_frames=max_frames, fps=25.0)
         np.testing.assert_array_equal(clip.frames,
                                       _full_decode_kept(data, clip.indices, clip.frames.shape[1:3]))
+
+
+# Short keyframe intervals so that decoding really starts at later clean points.
+SHORT_GOP = {
+    "h264-mp4": ("mp4", "libx264", {"g": "5", "bf": "2"}),
+    "h264-mkv": ("matroska", "libx264", {"g": "5", "bf": "2"}),
+    "h264-open-gop": ("mp4", "libx264", {"g": "5", "bf": "2", "x264-params": "open-gop=1"}),
+    "vp9": ("webm", "libvpx-vp9", {"g": "5"}),
+    "vp8": ("webm", "libvpx", {"g": "5"}),
+    "mpeg4": ("mp4", "mpeg4", {"g": "5"}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SHORT_GOP))
+def test_starting_at_clean_points_is_exact(variant, skipping_decoder_only):
+    """Packets before a kept frame's last clean point are never decoded: the kept frames must
+    still be bit-identical to a decode of every frame, for every codec and GOP kind."""
+    fmt, codec, options = SHORT_GOP[variant]
+    data = encode_clip([40 * i for i in range(30)], fmt=fmt, codec=codec, options=options)
+    for max_frames in (4, 6, 8, 16):
+        clip = load_video(data, max_frames=max_frames, fps=25.0)
+        np.testing.assert_array_equal(clip.frames,
+                                      _full_decode_kept(data, clip.indices, clip.frames.shape[1:3]))
+
+
+def _keyframes_and_clean(data):
+    import io
+
+    import av
+
+    from visd_jax.video.decode import _probe
+
+    with av.open(io.BytesIO(data)) as c:
+        key = [i for i, p in enumerate(c.demux(video=0)) if p.size and p.is_keyframe]
+    clean = [i for i, ok in enumerate(_probe(data, "test").clean) if ok]
+    return key, clean
+
+
+@pytest.mark.parametrize("variant,expect_clean", [
+    ("h264-mp4", "all keyframes"),  # x264 keyframes are IDRs
+    ("h264-mkv", "all keyframes"),
+    ("vp9", "all keyframes"),
+    ("vp8", "all keyframes"),
+    ("h264-open-gop", "first only"),  # later keyframes are plain I slices
+    ("mpeg4", "none"),  # not a supported codec: decoded from the start
+])
+def test_clean_points_per_codec(variant, expect_clean):
+    fmt, codec, options = SHORT_GOP[variant]
+    key, clean = _keyframes_and_clean(encode_clip([40 * i for i in range(30)], fmt=fmt,
+                                                  codec=codec, options=options))
+    assert len(key) >= 5
+    expected = {"all keyframes": key, "first only": [0], "none": []}[expect_clean]
+    assert clean == expected
+
+
+def test_needed_packets_run_from_the_last_clean_point():
+    from visd_jax.video.access import needed_packets
+
+    # decode order of pts with B-frames; packets 0 and 4 are clean (IDR)
+    order = [0, 3, 1, 2, 4, 7, 5, 6]
+    clean = [True, False, False, False, True, False, False, False]
+    assert needed_packets(order, clean, {2, 6}) == {0, 3, 1, 2, 4, 7, 5, 6}
+    assert needed_packets(order, clean, {1}) == {0, 3, 1}
+    assert needed_packets(order, clean, {4}) == {4}
+    assert needed_packets(order, clean, {3, 7}) == {0, 3, 4, 7}
+    assert needed_packets(order, [False] * 8, {5}) == {0, 3, 1, 2, 4, 7, 5}  # no clean point
+
+
+def test_h264_nal_walk_in_both_framings():
+    from visd_jax.video.access import h264_nal_types
+
+    nal = lambda t, n=3: bytes([0x60 | t]) + b"\xaa" * n  # noqa: E731
+    avcc = b"".join(len(x).to_bytes(4, "big") + x for x in (nal(9), nal(6), nal(5, 10)))
+    assert h264_nal_types(avcc, 4) == [9, 6, 5]
+    assert h264_nal_types(avcc[:-2], 4) == [9, 6]  # a truncated NAL ends the walk
+    annexb = b"\x00\x00\x00\x01" + nal(7) + b"\x00\x00\x01" + nal(1)
+    assert h264_nal_types(annexb, None) == [7, 1]
+
+
+@pytest.mark.parametrize("name,total,needed", [("5587257558.mp4", 540, 240),
+                                                ("s08e18_seg02_clip_03.mp4", 182, 90)])
+def test_shared_clips_decode_from_idr_points(shared_videos, name, total, needed):
+    """Both shared clips are H.264 with an IDR every 30 (resp. ~8) frames: only the stretches
+    from an IDR to a kept frame are decoded (pixel equality is checked above)."""
+    from visd_jax.video.access import needed_packets
+    from visd_jax.video.decode import _probe
+
+    probe = _probe(shared_videos / name, "test")
+    clip = load_video(shared_videos / name)
+    need = needed_packets(probe.decode_order, probe.clean, {probe.pts[i] for i in clip.indices})
+    assert len(probe.pts) == total and len(need) == needed

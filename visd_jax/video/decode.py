@@ -22,6 +22,7 @@ from typing import NamedTuple
 import av
 import numpy as np
 
+from visd_jax.video.access import CleanPoints, needed_packets
 from visd_jax.video.resize import sample_indices, smart_nframes, smart_resize
 
 
@@ -78,15 +79,29 @@ def _video_stream(container, name: str):
     return container.streams.video[0]
 
 
-def _probe(source, name: str):
-    """Frame count, sorted presentation times, fps, duration from a demux-only pass."""
+class _Probe(NamedTuple):
+    pts: list  # sorted presentation times (time_base units), one per frame
+    time_base: Fraction
+    fps: float
+    duration: float
+    decode_order: list  # the same pts in decode (packet) order
+    clean: list  # per packet in decode order: may decoding start here (video.access)
+
+
+def _probe(source, name: str) -> _Probe:
+    """Frame count, presentation times, fps, duration, clean points: a demux-only pass."""
     with _open(source, name) as container:
         stream = _video_stream(container, name)
-        pts, end = [], None
+        pts, end, clean = [], None, []
+        is_clean = CleanPoints(stream.codec_context.name, stream.codec_context.extradata)
         try:
             for packet in container.demux(stream):
+                if packet.size and packet.pts is None:
+                    clean = None  # cannot place it in presentation order: no skipping
                 if packet.size and packet.pts is not None:
                     pts.append(packet.pts)
+                    if clean is not None:
+                        clean.append(is_clean.supported and is_clean(packet))
                     if packet.duration:
                         stop = packet.pts + packet.duration
                         end = stop if end is None else max(end, stop)
@@ -96,6 +111,7 @@ def _probe(source, name: str):
             raise VideoError(f"video {name}: the video stream has zero frames")
         tb = stream.time_base or Fraction(1, 1)
         rate = stream.average_rate or stream.guessed_rate
+        decode_order = list(pts)
         pts.sort()
         # The video stream's own extent; the container's duration may include audio.
         if stream.duration:
@@ -112,7 +128,9 @@ def _probe(source, name: str):
             fps = 1.0
         if not duration:
             duration = float((pts[-1] - pts[0]) * tb) + 1.0 / fps
-        return pts, tb, fps, duration
+        if clean is None:
+            clean = [False] * len(pts)
+        return _Probe(pts, tb, fps, duration, decode_order, clean)
 
 
 def _rgb(frame, size) -> np.ndarray:
@@ -121,16 +139,19 @@ def _rgb(frame, size) -> np.ndarray:
     return frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
 
 
-def _decode_by_pts(source, name, keep: np.ndarray, all_pts: list[int], size):
-    """Decode only what the kept frames need: the packet of a kept frame is decoded in
-    full, every other packet with `skip_frame = NONREF`, so the decoder drops frames
+def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size):
+    """Decode only what the kept frames need. Packets before a kept frame's last clean
+    random-access point (`video.access`) and after the last kept frame of each stretch are
+    not sent to the decoder at all; of the rest, the packet of a kept frame is decoded in
+    full and every other one with `skip_frame = NONREF`, so the decoder drops frames
     nothing refers to (B-frames: 63% of the 29.97 fps clip's frames) without decoding
-    them. Reference frames are always decoded, so a kept frame's pixels are those of a
-    full decode. Frames are matched by presentation time. Returns (frames, pts) or None
-    when some kept frame did not come out (a damaged stream): the caller then decodes
-    every frame.
+    them. Every reference a kept frame has is decoded from a clean start, so its pixels
+    are those of a full decode. Frames are matched by presentation time. Returns
+    (frames, pts) or None when some kept frame did not come out (a damaged stream): the
+    caller then decodes every frame.
     """
-    want = {int(all_pts[int(i)]): k for k, i in enumerate(keep)}
+    want = {int(probe.pts[int(i)]): k for k, i in enumerate(keep)}
+    feed = needed_packets(probe.decode_order, probe.clean, want)
     frames, pts = [None] * len(keep), [None] * len(keep)
     left = len(want)
     with _open(source, name) as container:
@@ -139,6 +160,8 @@ def _decode_by_pts(source, name, keep: np.ndarray, all_pts: list[int], size):
         ctx = stream.codec_context
         try:
             for packet in container.demux(stream):
+                if packet.size and packet.pts not in feed:
+                    continue  # nothing kept needs it; the final flush packet still goes in
                 # set per packet: FFmpeg copies the setting into the frame it submits
                 ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
                 for frame in packet.decode():
@@ -205,7 +228,8 @@ def load_video(
     corrupt or truncated bytes, no video stream, or zero frames.
     """
     name = _describe(source)
-    all_pts, tb, source_fps, duration = _probe(source, name)
+    probe = _probe(source, name)
+    all_pts, tb, source_fps, duration = probe.pts, probe.time_base, probe.fps, probe.duration
     total, first_pts = len(all_pts), all_pts[0]
     if total < 2:
         raise VideoError(f"video {name}: {total} frame(s); at least 2 are needed for one temporal patch")
@@ -220,7 +244,7 @@ def load_video(
         return smart_resize(h, w, min_pixels=min_pixels, max_pixels=max_pixels)
 
     keep = sample_indices(total, nframes)
-    fast = _decode_by_pts(source, name, keep, all_pts, size) if len(set(all_pts)) == total else None
+    fast = _decode_by_pts(source, name, keep, probe, size) if len(set(all_pts)) == total else None
     if fast is not None:
         frames, pts = fast
         decoded = total
