@@ -50,7 +50,24 @@ def test_matches_transformers_image_processor(hw):
     np.testing.assert_array_equal(grid, out["image_grid_thw"][0])
     ref = np.asarray(out["pixel_values"])
     assert ref.dtype == np.float32 and ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=4 * F32, atol=16 * F32)
+    np.testing.assert_array_equal(ours, ref)  # bit for bit, not just within ulps
+
+
+def test_every_uint8_value_normalises_as_transformers_does():
+    """Every uint8 value in every channel, NumPy and jitted JAX, against transformers' own
+    rescale (float64 multiply, float32 result) and normalize functions, bit for bit."""
+    from transformers.image_transforms import normalize, rescale
+
+    frames = (np.arange(2 * 56 * 28 * 3) % 256).astype(np.uint8).reshape(2, 56, 28, 3)
+    for c in range(3):  # 256 is 1 mod 3, so each value visits each channel
+        assert len(np.unique(frames[..., c])) == 256
+    ref = np.stack([normalize(rescale(f, 1 / 255), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+                              input_data_format="channels_last") for f in frames])
+    assert ref.dtype == np.float32
+    # the same patch layout for the reference values (identity normalisation, exact)
+    expect, _ = patchify(ref, rescale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(patchify(frames)[0], expect)
+    np.testing.assert_array_equal(np.asarray(jax.jit(patchify)(jnp.asarray(frames))[0]), expect)
 
 
 def test_against_float64_loop():

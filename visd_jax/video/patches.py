@@ -19,6 +19,17 @@ def _xp(x):
     return jnp
 
 
+def _normalise(x, rescale, mean, std, xp):
+    """(x * rescale - mean) / std in float32, in the rounding the docstring below argues."""
+    x = x.astype(xp.float32)
+    divisor = round(1.0 / rescale)
+    if divisor > 0 and divisor * rescale == 1.0:  # e.g. 1/255: divide
+        x = x / xp.float32(divisor)
+    else:
+        x = x * xp.float32(rescale)
+    return (x - xp.asarray(mean, dtype=xp.float32)) / xp.asarray(std, dtype=xp.float32)
+
+
 def patchify(
     frames_TxHxWx3,
     *,
@@ -31,7 +42,14 @@ def patchify(
 ):
     """Normalise and cut frames into Qwen2-VL vision patches.
 
-    x = (frames * rescale - mean) / std  (float32, per channel). If T is not a multiple of
+    x = (frames * rescale - mean) / std  (float32, per channel), bit for bit what
+    transformers' Qwen2-VL image processor (its NumPy/PIL backend) computes for uint8 frames
+    with the default 1/255: that one rescales in float64 and rounds to float32, which for
+    all 256 values equals a float32 division by 255 (checked exhaustively in the tests), so
+    no float64 is needed here (TPUs have none). Under jit, uint8 frames go through a
+    256-entry table with the same values; float frames are computed arithmetically and XLA
+    may land 1 ulp away. transformers' torchvision backend fuses the two steps as
+    (x - 255 mean) / (255 std) and lands a few ulp away. If T is not a multiple of
     `temporal_patch_size`, the last frame is repeated. With gt = T/tp, gh = H/p, gw = W/p:
     x[T, C, H, W] -> [gt, tp, C, gh/m, m, p, gw/m, m, p] -> axes (0, 3, 6, 4, 7, 2, 1, 5, 8)
     -> [gt*gh*gw, C*tp*p*p], i.e. patches ordered by time, then 2x2 merge windows in raster
@@ -51,9 +69,13 @@ def patchify(
         )
     if t == 0:
         raise ValueError("patchify: frames must contain at least one frame")
-    mean = xp.asarray(mean, dtype=xp.float32)
-    std = xp.asarray(std, dtype=xp.float32)
-    x = (xp.asarray(frames_TxHxWx3).astype(xp.float32) * xp.float32(rescale) - mean) / std
+    if xp is not np and frames_TxHxWx3.dtype == np.uint8:
+        # XLA rewrites x / const as x * (1 / const), a rounding away from the formula;
+        # a [256, 3] table made by NumPy's exact arithmetic keeps JAX bit-equal.
+        table = _normalise(np.arange(256, dtype=np.uint8)[:, None], rescale, mean, std, np)
+        x = xp.asarray(table)[frames_TxHxWx3.astype(xp.int32), xp.arange(c)]
+    else:
+        x = _normalise(xp.asarray(frames_TxHxWx3), rescale, mean, std, xp)
     if pad := -t % temporal_patch_size:
         x = xp.concatenate([x, xp.repeat(x[-1:], pad, axis=0)], axis=0)
     gt, gh, gw = (t + pad) // temporal_patch_size, h // patch_size, w // patch_size
