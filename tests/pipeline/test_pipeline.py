@@ -183,3 +183,16 @@ def test_tfds_source_feeds_the_same_records(tmp_path):
     assert sorted(ids) == sorted(f"synth2-{c:04d}-{s}" for c in range(4)
                                  for s in ["0", "1", "2", "3", "4", "img"])
     assert it.report()["bad"] == 0
+
+
+def test_decode_threads_share_the_cores():
+    """None shares the host's cores among concurrent decodes; a set value is kept."""
+    cfg = lambda **kw: P.PipelineConfig(shard_index=0, shard_count=1, **kw)  # noqa: E731
+    assert P.decode_threads(cfg(workers=0, read_threads=2), cpus=2) == 1
+    assert P.decode_threads(cfg(workers=0, read_threads=1), cpus=8) == 8
+    assert P.decode_threads(cfg(workers=4, read_threads=2), cpus=96) == 12
+    assert P.decode_threads(cfg(workers=16, read_threads=16), cpus=96) == 1  # never 0
+    fixed = P.ExampleConfig(decode_threads=0)  # FFmpeg's own count, as asked
+    assert P.decode_threads(cfg(workers=4, example=fixed), cpus=96) == 0
+    with pytest.raises(ValueError, match="decode_threads"):
+        P.ExampleConfig(decode_threads=-1)

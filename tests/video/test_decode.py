@@ -274,3 +274,14 @@ def test_shared_clips_decode_from_idr_points(shared_videos, name, total, needed)
     clip = load_video(shared_videos / name)
     need = needed_packets(probe.decode_order, probe.clean, {probe.pts[i] for i in clip.indices})
     assert len(probe.pts) == total and len(need) == needed
+
+
+def test_decoder_threads_do_not_change_pixels():
+    data = encode_clip([40 * i for i in range(30)], options={"g": "5", "bf": "2"})
+    ref = load_video(data, max_frames=8, fps=25.0)
+    for threads in (1, 3):
+        clip = load_video(data, max_frames=8, fps=25.0, threads=threads)
+        np.testing.assert_array_equal(clip.frames, ref.frames)
+        np.testing.assert_array_equal(clip.timestamps, ref.timestamps)
+    with pytest.raises(ValueError, match="threads"):
+        load_video(data, threads=-1)

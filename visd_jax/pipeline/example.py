@@ -43,6 +43,9 @@ class ExampleConfig:
     max_tokens: int = 4096  # examples longer than this (or max_patches) are bad records
     max_patches: int = 16384
     tokenizer_dir: str | None = None
+    # FFmpeg threads per decode. None: the loader shares the cores among the decoders it
+    # runs at once (workers x read threads); 0: FFmpeg's own count; n: exactly n.
+    decode_threads: int | None = None
 
     def __post_init__(self):
         if self.prompt not in PROMPT_KINDS:
@@ -52,6 +55,8 @@ class ExampleConfig:
                              f"{self.min_frames}, {self.max_frames}")
         if self.max_boxes < 1:
             raise ValueError(f"max_boxes must be >= 1, got {self.max_boxes}")
+        if self.decode_threads is not None and self.decode_threads < 0:
+            raise ValueError(f"decode_threads must be None or >= 0, got {self.decode_threads}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -158,7 +163,7 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
         try:
             clip = video.load_video(media, fps=cfg.fps, min_frames=cfg.min_frames,
                                     max_frames=cfg.max_frames, max_pixels=cfg.max_pixels,
-                                    min_pixels=cfg.min_pixels)
+                                    min_pixels=cfg.min_pixels, threads=cfg.decode_threads or 0)
         except video.VideoError as e:
             raise RecordError(rid, f"undecodable video: {e}") from e
         frames, times = clip.frames, clip.timestamps

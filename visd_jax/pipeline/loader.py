@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import grain
 
@@ -196,6 +197,17 @@ def _shard(cfg: PipelineConfig) -> tuple[int, int]:
     return index, count
 
 
+def decode_threads(cfg: PipelineConfig, cpus: int | None = None) -> int:
+    """FFmpeg threads per decode: the example's setting, or (None) this host's cores shared
+    among the decodes that run at once, one per read thread in each worker process. Left
+    to FFmpeg, every decoder starts cores + 1 threads, and 16 workers on a TPU host would
+    run hundreds of decoder threads on the same cores."""
+    if cfg.example.decode_threads is not None:
+        return cfg.example.decode_threads
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // (max(1, cfg.workers) * max(1, cfg.read_threads)))
+
+
 def make_dataset(source, cfg: PipelineConfig) -> grain.IterDataset:
     """The grain dataset over a random-access `source` (StgrSource, TfdsSource, any
     len/getitem sequence of items)."""
@@ -210,7 +222,8 @@ def make_dataset(source, cfg: PipelineConfig) -> grain.IterDataset:
     if cfg.shuffle:
         ds = ds.shuffle(seed=cfg.seed)
     ds = ds.repeat(cfg.num_epochs)  # reshuffled per epoch, deterministically
-    ds = ds.map(_Prepare(cfg.example))
+    example = dataclasses.replace(cfg.example, decode_threads=decode_threads(cfg))
+    ds = ds.map(_Prepare(example))
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
                                               prefetch_buffer_size=2 * cfg.batch_size))
     if cfg.workers > 0:

@@ -133,13 +133,20 @@ def _probe(source, name: str) -> _Probe:
         return _Probe(pts, tb, fps, duration, decode_order, clean)
 
 
+def _set_threads(stream, threads: int) -> None:
+    """threads 0: FFmpeg's automatic count (cores + 1, at most 16); n >= 1: exactly n."""
+    stream.thread_type = "AUTO" if threads != 1 else "NONE"
+    if threads > 1:
+        stream.codec_context.thread_count = threads
+
+
 def _rgb(frame, size) -> np.ndarray:
     """One decoded frame scaled (swscale bicubic) to size(h, w) and converted to RGB."""
     h, w = size(frame.height, frame.width)
     return frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
 
 
-def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size):
+def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size, threads: int):
     """Decode only what the kept frames need. Packets before a kept frame's last clean
     random-access point (`video.access`) and after the last kept frame of each stretch are
     not sent to the decoder at all; of the rest, the packet of a kept frame is decoded in
@@ -156,7 +163,7 @@ def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size):
     left = len(want)
     with _open(source, name) as container:
         stream = _video_stream(container, name)
-        stream.thread_type = "AUTO"
+        _set_threads(stream, threads)
         ctx = stream.codec_context
         try:
             for packet in container.demux(stream):
@@ -178,7 +185,7 @@ def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size):
     return (frames, pts) if not left else None
 
 
-def _decode_kept(source, name, keep: np.ndarray, size: tuple[int, int] | None):
+def _decode_kept(source, name, keep: np.ndarray, size, threads: int):
     """Decode forward; reformat (scale + RGB) only frames whose index is in `keep`.
 
     Returns (frames list, pts list, number of frames decoded). `size` is (h, w), or None to
@@ -190,7 +197,7 @@ def _decode_kept(source, name, keep: np.ndarray, size: tuple[int, int] | None):
     n = 0
     with _open(source, name) as container:
         stream = _video_stream(container, name)
-        stream.thread_type = "AUTO"
+        _set_threads(stream, threads)
         try:
             for frame in container.decode(stream):
                 k = wanted.get(n)
@@ -215,6 +222,7 @@ def load_video(
     max_frames: int = 16,
     max_pixels: int = 128 * 28 * 28,
     min_pixels: int = 4 * 28 * 28,
+    threads: int = 0,
 ) -> Clip:
     """Decode `source` (path or bytes; mp4/webm/mkv) into Qwen2.5-VL frames.
 
@@ -224,10 +232,15 @@ def load_video(
     smart_resize(H, W; factor 28, min_pixels, max_pixels). `max_pixels` is used as given
     (qwen-vl-utils additionally caps it by a total-pixel budget over all frames).
 
+    threads: decoder threads; 0 lets FFmpeg choose (one per core, for a lone decoder), 1
+    decodes on the calling thread (many decoders in parallel, e.g. pipeline workers).
+
     Raises VideoError (a ValueError) naming the source for a missing or empty file,
     corrupt or truncated bytes, no video stream, or zero frames.
     """
     name = _describe(source)
+    if threads < 0:
+        raise ValueError(f"load_video: threads must be >= 0, got {threads}")
     probe = _probe(source, name)
     all_pts, tb, source_fps, duration = probe.pts, probe.time_base, probe.fps, probe.duration
     total, first_pts = len(all_pts), all_pts[0]
@@ -244,12 +257,12 @@ def load_video(
         return smart_resize(h, w, min_pixels=min_pixels, max_pixels=max_pixels)
 
     keep = sample_indices(total, nframes)
-    fast = _decode_by_pts(source, name, keep, probe, size) if len(set(all_pts)) == total else None
+    fast = _decode_by_pts(source, name, keep, probe, size, threads) if len(set(all_pts)) == total else None
     if fast is not None:
         frames, pts = fast
         decoded = total
     else:
-        frames, pts, decoded = _decode_kept(source, name, keep, size)
+        frames, pts, decoded = _decode_kept(source, name, keep, size, threads)
     if decoded < total:
         # Fewer decodable frames than packets (damaged tail): resample over what decodes,
         # as qwen-vl-utils' decoders would see only those frames.
@@ -260,7 +273,7 @@ def load_video(
             total, source_fps, fps=fps, min_frames=min_frames, max_frames=max_frames
         )
         keep = sample_indices(total, nframes)
-        frames, pts, decoded = _decode_kept(source, name, keep, size)
+        frames, pts, decoded = _decode_kept(source, name, keep, size, threads)
         if any(f is None for f in frames):
             raise VideoError(f"video {name}: decoding is not repeatable (truncated stream?)")
     shapes = {f.shape for f in frames}
