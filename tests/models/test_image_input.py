@@ -142,3 +142,25 @@ def test_bad_image_calls_are_clear_errors(tiny):
     short = np.delete(ids, 2, axis=1)  # one image token fewer than the grid
     with pytest.raises(ValueError, match="input_ids hold 5 image tokens"):
         tiny(short, mask[:, 1:], pixel_values=px, image_grid_thw=grid)
+
+
+def test_uint8_pixel_patches_are_normalised_by_the_vision_tower(tiny):
+    """The pipeline ships raw uint8 patches; the tower normalises them on the device and
+    must see what it sees from float patches normalised on the host."""
+    import jax
+    import jax.numpy as jnp
+
+    from visd_jax.video import normalize_patches, patchify
+
+    frames = np.random.default_rng(4).integers(0, 256, (4, 56, 84, 3), dtype=np.uint8)
+    raw, grid = patchify(frames, normalize=False)
+    assert raw.dtype == np.uint8
+    normed, grid2 = patchify(frames)
+    np.testing.assert_array_equal(grid, grid2)
+    np.testing.assert_array_equal(normalize_patches(raw), normed)
+    np.testing.assert_array_equal(np.asarray(jax.jit(normalize_patches)(jnp.asarray(raw))), normed)
+    out_u8 = np.asarray(tiny.visual(raw, grid))
+    out_f32 = np.asarray(tiny.visual(normed, grid))
+    np.testing.assert_array_equal(out_u8, out_f32)  # same values in, same values out
+    with pytest.raises(ValueError, match="uint8"):
+        normalize_patches(raw.astype(np.int32))

@@ -138,6 +138,12 @@ def test_example_layout_tokens_times_and_boxes(synth):
     ids = ex["input_ids"]
     assert (ids == text.VIDEO_PAD_ID).sum() == gt * gh * gw // 4 == len(ex["patches"]) // 4
     assert (ids == text.VISION_START_ID).sum() == gt
+    # Raw uint8 pixels in Qwen's patch order; normalised they are patchify's float patches.
+    from visd_jax import video
+
+    clip = video.load_video(str(synth.video_root / rec["video"]))
+    assert ex["patches"].dtype == np.uint8
+    np.testing.assert_array_equal(video.normalize_patches(ex["patches"]), video.patchify(clip.frames)[0])
     # Independent decode: PyAV presentation times of every frame.
     with av.open(str(synth.video_root / rec["video"])) as c:
         all_times = np.array([f.time for f in c.decode(video=0)])
@@ -169,7 +175,8 @@ def test_visual_prompt_changes_key_frames_and_appends_hint(synth):
     dark = P.make_example(item, P.ExampleConfig(prompt="darken"))
     assert dark["meta"]["question"] == rec["question"] + prompts.hint("darken")
     assert not np.array_equal(raw["patches"], dark["patches"])
-    # Darkening only scales pixels down: normalised patch values never increase.
+    # Darkening only scales pixels down: patch values never increase.
+    assert (dark["patches"] <= raw["patches"]).all()
     assert len(dark["input_ids"]) > len(raw["input_ids"])
 
 

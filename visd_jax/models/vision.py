@@ -19,6 +19,7 @@ from visd_jax.models.config import VisionConfig
 from visd_jax.models.layers import Dense, RMSNorm, SwiGLU, apply_rope, attention, param
 from visd_jax.models.rope import vision_cos_sin
 from visd_jax.parallel import shard
+from visd_jax.video.patches import normalize_patches
 
 _VISION_EPS = 1e-6
 
@@ -115,7 +116,12 @@ class VisionTower(nnx.Module):
         self.merger = PatchMerger(cfg, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, pixel_values_NxP: jax.Array, grid_thw) -> jax.Array:
-        """[N, patch_dim] patches -> [N / merge^2, out_hidden_size] merged tokens, video order."""
+        """[N, patch_dim] patches -> [N / merge^2, out_hidden_size] merged tokens, video order.
+
+        Float patches are taken as normalised (transformers' pixel_values); uint8 patches
+        as raw pixels (`patchify(..., normalize=False)`, what the pipeline ships) and are
+        normalised here, on the device, to the same values.
+        """
         cfg = self.cfg
         grid = np.asarray(grid_thw, np.int64).reshape(-1, 3)
         n_expected = int(np.sum(np.prod(grid, axis=1)))
@@ -125,6 +131,8 @@ class VisionTower(nnx.Module):
                 f"{grid.tolist()} needs ({n_expected}, {cfg.patch_dim})"
             )
         offsets = np.concatenate([[0], np.cumsum(np.prod(grid, axis=1))])
+        if pixel_values_NxP.dtype == jnp.uint8:
+            pixel_values_NxP = normalize_patches(jnp.asarray(pixel_values_NxP), channels=cfg.in_channels)
         x_all = pixel_values_NxP.astype(self.dtype)
         outs: dict[int, jax.Array] = {}
         # Videos with the same frame size share one batched pass over their frames.

@@ -42,12 +42,12 @@ def pad_batch(examples: list[dict], *, batch_size: int, buckets: Buckets,
     L = Buckets.pick(buckets.tokens, max(len(e["input_ids"]) for e in examples), "tokens")
     P = Buckets.pick(buckets.patches, max(len(e["patches"]) for e in examples), "patches")
     B, F = batch_size, max_frames
-    dim = examples[0]["patches"].shape[1]
+    dim, pix_dtype = examples[0]["patches"].shape[1], examples[0]["patches"].dtype
     K = examples[0]["boxes"].shape[1]
     out = {
         "input_ids": np.full((B, L), PAD_ID, np.int32),
         "attention_mask": np.zeros((B, L), np.int32),
-        "patches": np.zeros((B, P, dim), np.float32),
+        "patches": np.zeros((B, P, dim), pix_dtype),  # uint8 pixels from make_example
         "patch_mask": np.zeros((B, P), bool),
         "grid_thw": np.zeros((B, 3), np.int32),
         "frame_times": np.zeros((B, F), np.float32),

@@ -39,8 +39,14 @@ def patchify(
     rescale: float = 1.0 / 255.0,
     mean=OPENAI_CLIP_MEAN,
     std=OPENAI_CLIP_STD,
+    normalize: bool = True,
 ):
     """Normalise and cut frames into Qwen2-VL vision patches.
+
+    normalize=False only cuts: the patches keep the frames' dtype (uint8 pixels, a quarter
+    of float32's bytes through worker pipes and onto the device), and the model normalises
+    them in its jitted step (`normalize_patches`, called by the vision tower for integer
+    input).
 
     x = (frames * rescale - mean) / std  (float32, per channel), bit for bit what
     transformers' Qwen2-VL image processor (its NumPy/PIL backend) computes for uint8 frames
@@ -69,7 +75,9 @@ def patchify(
         )
     if t == 0:
         raise ValueError("patchify: frames must contain at least one frame")
-    if xp is not np and frames_TxHxWx3.dtype == np.uint8:
+    if not normalize:
+        x = xp.asarray(frames_TxHxWx3)
+    elif xp is not np and frames_TxHxWx3.dtype == np.uint8:
         # XLA rewrites x / const as x * (1 / const), a rounding away from the formula;
         # a [256, 3] table made by NumPy's exact arithmetic keeps JAX bit-equal.
         table = _normalise(np.arange(256, dtype=np.uint8)[:, None], rescale, mean, std, np)
@@ -86,3 +94,28 @@ def patchify(
     x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
     patches = x.reshape(gt * gh * gw, c * temporal_patch_size * p * p)
     return patches, np.array([gt, gh, gw], dtype=np.int64)
+
+
+def normalize_patches(patches_NxD, *, channels: int = 3, rescale: float = 1.0 / 255.0,
+                      mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD):
+    """Float32 patches from `patchify(..., normalize=False)` uint8 pixel patches: the same
+    values as `patchify(...)` with normalize=True, bit for bit, in NumPy and under jit.
+
+    Each patch is laid out channel-major, so channel c is the c-th D/channels slice. Under
+    jit the values come from a [channels, 256] table made by NumPy (XLA would turn the
+    divisions into reciprocal multiplies, 1 ulp off on 3 of 4 values), so moving the
+    normalisation from the host to the device leaves training numbers unchanged.
+    """
+    xp = _xp(patches_NxD)
+    n, d = patches_NxD.shape
+    if d % channels:
+        raise ValueError(f"normalize_patches: patch size {d} is not a multiple of {channels} channels")
+    if patches_NxD.dtype != np.uint8:
+        raise ValueError(f"normalize_patches: expected uint8 pixel patches, got {patches_NxD.dtype}")
+    if xp is np:
+        x = patches_NxD.reshape(n, channels, d // channels).swapaxes(1, 2)
+        return _normalise(x, rescale, mean, std, np).swapaxes(1, 2).reshape(n, d)
+    table = _normalise(np.arange(256, dtype=np.uint8)[:, None], rescale, mean, std, np)  # [256, C]
+    flat = xp.asarray(table.T.reshape(-1))  # index c * 256 + v
+    offset = (xp.arange(d, dtype=xp.int32) // (d // channels)) * 256  # channel of each column
+    return xp.take(flat, patches_NxD.astype(xp.int32) + offset)
