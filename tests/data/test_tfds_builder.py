@@ -1,7 +1,6 @@
 """The TFDS builder round-trips: array_record read back with tfds.data_source, no TF."""
 import json
 
-import pytest
 
 import data
 from data import tfds_builder

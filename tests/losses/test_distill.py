@@ -1,6 +1,5 @@
 """prompted_rollout_nll and magnitude_scaled_kl vs NumPy float64."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
-from visd_jax.training.tfevents import crc32c, encode_event, frame_record
+from visd_jax.training.tfevents import crc32c
 
 
 def test_crc32c_known_vectors():

@@ -1,7 +1,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from visd_jax.training.routing import hard_mask, select_for_distillation
