@@ -83,10 +83,10 @@ def test_two_processes_train_like_one(tmp_path, layout):
         # differently from the in-process one. Where partials cancel to a gradient near
         # AdamW's eps (1e-8), the rounding of the partials is a percent of the gradient, and
         # g / (|g| + eps) passes it on to the update, on single isolated elements (measured:
-        # 0.12% of lr on one element of 8192; after the vision tower began normalising
-        # pixels itself, which changed the compiled program and so the order of the sums,
-        # 2.2% of lr on one element of 2048, every other element of every array under
-        # 0.35%). Anything actually wrong (a shard from the wrong place, a missed or doubled
+        # 0.12% of lr on one element of 8192; after the pixels changed by one float32
+        # rounding (patchify's exact transformers formula) and the vision tower began
+        # normalising them itself (a changed compiled program, so another order of the
+        # sums): 2.2% of lr on one element of 2048, every other element under 0.35%). Anything actually wrong (a shard from the wrong place, a missed or doubled
         # step) moves many elements by about lr, Adam's first step being +-lr: every element
         # within 1% of lr except at most one in a thousand (at least one per array), and
         # those within 10%.

@@ -167,8 +167,11 @@ def _decode_by_pts(source, name, keep: np.ndarray, probe: _Probe, size, threads:
         ctx = stream.codec_context
         try:
             for packet in container.demux(stream):
-                if packet.size and packet.pts not in feed:
-                    continue  # nothing kept needs it; the final flush packet still goes in
+                if packet.size and packet.pts is not None and packet.pts not in feed:
+                    # nothing kept needs it. A packet without a pts cannot be placed, so it
+                    # is always decoded (the probe then marks no clean points); the final
+                    # flush packet (size 0) still goes in.
+                    continue
                 # set per packet: FFmpeg copies the setting into the frame it submits
                 ctx.skip_frame = "DEFAULT" if packet.pts in want else "NONREF"
                 for frame in packet.decode():
