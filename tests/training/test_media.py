@@ -51,3 +51,21 @@ def test_sampler_prompts_carry_images_apart():
     np.testing.assert_array_equal(p.video_grid_thw, [[1, 2, 2]])
     assert p.pixel_values.shape == (8, 5) and p.pixel_values_videos.shape == (4, 5)
     np.testing.assert_array_equal(p.second_per_grid_ts, [1.0])
+
+
+def test_pixel_dtype_is_kept_and_never_mixed():
+    """uint8 pipeline pixels reach the model as uint8 (the vision tower normalises them);
+    a cast to float would make the model read raw 0..255 values as normalised ones."""
+    import pytest
+
+    b = _batch()
+    b["patches"] = b["patches"].astype(np.uint8)
+    b["input_ids"] = np.ones((3, 4), np.int32)
+    b["attention_mask"] = np.ones((3, 4), np.int32)
+    v = inputs.videos_for_rows(b, [0, 1, 2])
+    assert v.pixels.dtype == np.uint8
+    p = inputs.sampler_prompts(b, [1, 2], length=6, pad_id=0)
+    assert p.pixel_values.dtype == p.pixel_values_videos.dtype == np.uint8
+    assert inputs.concat_videos([v, inputs.videos_for_rows(b, [2])]).pixels.dtype == np.uint8
+    with pytest.raises(ValueError, match="dtypes"):
+        inputs.concat_videos([v, inputs.videos_for_rows(_batch(), [2])])

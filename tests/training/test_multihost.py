@@ -82,14 +82,9 @@ def test_two_processes_train_like_one(tmp_path, layout):
         # Over 4 fsdp shards on 2 hosts, gloo's reduce-scatter associates the partial sums
         # differently from the in-process one. Where partials cancel to a gradient near
         # AdamW's eps (1e-8), the rounding of the partials is a percent of the gradient, and
-        # g / (|g| + eps) passes it on to the update, on single isolated elements (measured:
-        # 0.12% of lr on one element of 8192; after the pixels changed by one float32
-        # rounding (patchify's exact transformers formula) and the vision tower began
-        # normalising them itself (a changed compiled program, so another order of the
-        # sums): 2.2% of lr on one element of 2048, every other element under 0.35%). Anything actually wrong (a shard from the wrong place, a missed or doubled
-        # step) moves many elements by about lr, Adam's first step being +-lr: every element
-        # within 1% of lr except at most one in a thousand (at least one per array), and
-        # those within 10%.
+        # g / (|g| + eps) passes it on to the update (measured: 3.6e-6 = 0.12% of lr on one
+        # element of 8192). Anything actually wrong (a shard from the wrong place, a missed
+        # or doubled step) moves elements by about lr, Adam's first step being +-lr: allow 1%.
         atol = 1e-2 * worker.multihost_config(tmp_path / "single", layout).sft.lr
     for i, name in enumerate(names):
         (v0, c0), (v1, c1) = ((s[f"v{i}"], s[f"c{i}"]) for s in states)
@@ -102,12 +97,7 @@ def test_two_processes_train_like_one(tmp_path, layout):
         np.testing.assert_array_equal(v0[both], v1[both], err_msg=f"{name}: the processes disagree")
         split += not (c0.all() or c1.all())
         got = np.where(c0, v0, v1)
-        if np.issubdtype(ref[name].dtype, np.floating) and atol:
-            err = np.abs(got.astype(np.float64) - ref[name]) - RTOL * np.abs(ref[name])
-            outliers = int((err > atol).sum())
-            assert outliers <= max(1, got.size // 1000), f"{name}: {outliers} elements off by > 1% of lr"
-            assert err.max() <= 10 * atol, f"{name}: an element off by {err.max() / atol:.1f}% of lr"
-        elif np.issubdtype(ref[name].dtype, np.floating):
+        if np.issubdtype(ref[name].dtype, np.floating):
             np.testing.assert_allclose(got, ref[name], rtol=RTOL, atol=atol, err_msg=name)
         else:
             np.testing.assert_array_equal(got, ref[name], err_msg=name)

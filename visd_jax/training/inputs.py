@@ -40,7 +40,10 @@ class Videos:
     `MediaGrid`; `split_media` turns (pixels, seconds, grid) into model arguments.
     """
 
-    pixels: np.ndarray | None  # [N, patch_dim] float32
+    # [N, patch_dim]: uint8 pixels from the pipeline (the vision tower normalises them) or
+    # float32 already-normalised values; never cast between the two, which would change
+    # what they mean.
+    pixels: np.ndarray | None
     grid: tuple[tuple[int, int, int], ...] | MediaGrid | None
     seconds: np.ndarray | None  # [num_video_blocks]
 
@@ -62,6 +65,16 @@ def _grid(blocks, kinds):
     if not blocks:
         return None
     return tuple(blocks) if all(k == "video" for k in kinds) else MediaGrid(tuple(blocks), tuple(kinds))
+
+
+def _concat_pixels(arrays) -> np.ndarray:
+    """Concatenate patch arrays of one kind: NumPy would turn uint8 pixels mixed with float
+    patches into floats that the model takes as normalised."""
+    kinds = {a.dtype for a in arrays}
+    if len(kinds) > 1:
+        raise ValueError(f"patches of different dtypes {sorted(map(str, kinds))} cannot be "
+                         "batched together: uint8 are raw pixels, floats are normalised")
+    return np.concatenate(arrays)
 
 
 def is_image_row(batch: dict, b: int) -> bool:
@@ -92,7 +105,7 @@ def videos_for_rows(batch: dict, rows: Sequence[int]) -> Videos:
         secs += [float(batch["second_per_grid"][b])] * len(bl)
     if not pix:
         return Videos(None, None, None)
-    return Videos(np.concatenate(pix).astype(np.float32), _grid(blocks, kinds),
+    return Videos(_concat_pixels(pix), _grid(blocks, kinds),
                   np.asarray(secs, np.float32) if secs else None)
 
 
@@ -107,7 +120,7 @@ def concat_videos(parts: Sequence[Videos]) -> Videos:
         blocks += b
         kinds += k
     secs = [p.seconds for p in parts if p.seconds is not None]
-    return Videos(np.concatenate([p.pixels for p in parts]), _grid(blocks, kinds),
+    return Videos(_concat_pixels([p.pixels for p in parts]), _grid(blocks, kinds),
                   np.concatenate(secs) if secs else None)
 
 
