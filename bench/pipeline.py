@@ -145,21 +145,12 @@ def prompt_table(repeats):
     # Boxes, numbers and saliency are jit arguments, as in the pipeline: closed-over
     # constants would let XLA fold the masks at compile time.
     args = {"darken": boxes, "circle": boxes, "numbers": jnp.asarray(numbers), "attention": sal}
-    jitted = {
-        "darken": jax.jit(lambda f, b: darken(f, b)),
-        "circle": jax.jit(lambda f, b: red_circle(f, b)),
-        "numbers": jax.jit(lambda f, n: frame_numbers(f, n)),
-        "attention": jax.jit(lambda f, s: attention(f, s)),
-    }
+    fns = {"darken": darken, "circle": red_circle, "numbers": frame_numbers, "attention": attention}
+    jitted = {k: jax.jit(fn) for k, fn in fns.items()}
     ops = {k: (lambda f, k=k: jitted[k](f, args[k])) for k in jitted}
     # The same ops with the frames buffer donated (what a pipeline that owns its decoded
     # frames can do): XLA then updates it in place instead of writing a new array.
-    donated = {
-        "darken": jax.jit(lambda f, b: darken(f, b), donate_argnums=0),
-        "circle": jax.jit(lambda f, b: red_circle(f, b), donate_argnums=0),
-        "numbers": jax.jit(lambda f, n: frame_numbers(f, n), donate_argnums=0),
-        "attention": jax.jit(lambda f, s: attention(f, s), donate_argnums=0),
-    }
+    donated = {k: jax.jit(fn, donate_argnums=0) for k, fn in fns.items()}
     print("| prompt | Pillow loop frames/s | jit frames/s | speed-up | jit in place (donated) frames/s | speed-up |")
     print("|---|---|---|---|---|---|")
     calls = 20  # one jitted call is ~1 ms: time a batch of calls so timer noise averages out

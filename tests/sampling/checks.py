@@ -32,3 +32,24 @@ def assert_same_greedy_tokens(out, ref_new_tokens: np.ndarray, *, max_new_tokens
     ref = np.pad(ref_new_tokens, ((0, 0), (0, max_new_tokens - ref_new_tokens.shape[1])), constant_values=pad)
     np.testing.assert_array_equal(np.where(msk, toks, pad), ref)
     assert len(set(map(tuple, toks))) > 1  # the two prompts differ
+
+
+def log_softmax(x):
+    """log-softmax over the last axis (NumPy, in the input's precision; float64 references)."""
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def token_logprobs(logits, toks, temperature: float = 1.0):
+    """log p(tok) under softmax(logits / temperature), per position: the sampler's log-probs."""
+    return np.take_along_axis(log_softmax(logits / temperature), toks[..., None], -1)[..., 0]
+
+
+def assert_sampled_logprobs_match(out, logits, temperature: float):
+    """The sampler's log-probs equal the forward pass's at the sampled tokens, and the samples
+    differ from each other. Returns (reference log-probs, bool mask) for further checks."""
+    toks, lps, msk = map(np.asarray, out)
+    ref, m = token_logprobs(logits, toks, temperature), msk.astype(bool)
+    np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
+    assert len({tuple(r) for r in toks}) > 1  # samples differ
+    return ref, m

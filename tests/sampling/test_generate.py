@@ -12,7 +12,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 from hf_reference import GRID, SECONDS, VIDEO_ID, build_hf_model, make_batch  # noqa: E402
 
 from visd_jax.sampling import Prompts, generate  # noqa: E402
-from tests.sampling.checks import assert_same_greedy_tokens  # noqa: E402
+from tests.sampling.checks import (assert_same_greedy_tokens, assert_sampled_logprobs_match,  # noqa: E402
+                                   log_softmax, token_logprobs)
 
 EOS, PAD = 1002, 1000
 
@@ -81,11 +82,6 @@ def _video_slices():
     return [(int(n[i]), int(n[i + 1])) for i in range(len(GRID))]
 
 
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, None)])
 def test_sampled_logprobs_equal_forward_pass(ours, temperature, top_k):
@@ -93,12 +89,8 @@ def test_sampled_logprobs_equal_forward_pass(ours, temperature, top_k):
     G, N = 3, 8
     out = generate(model, p, key=jax.random.key(1), num_samples=G, max_new_tokens=N,
                    temperature=temperature, top_p=1.0, top_k=top_k, stop_ids=[EOS], pad_id=PAD)
-    toks, lps, msk = map(np.asarray, out)
-    logits = _forward_logprobs(model, p, toks, msk)
-    ref = np.take_along_axis(_log_softmax(logits / temperature), toks[..., None], -1)[..., 0]
-    m = msk.astype(bool)
-    np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
-    assert len({tuple(r) for r in toks}) > 1  # samples differ
+    toks, msk = np.asarray(out.tokens), np.asarray(out.mask)
+    assert_sampled_logprobs_match(out, _forward_logprobs(model, p, toks, msk), temperature)
     again = generate(model, p, key=jax.random.key(1), num_samples=G, max_new_tokens=N,
                      temperature=temperature, top_p=1.0, top_k=top_k, stop_ids=[EOS], pad_id=PAD)
     np.testing.assert_array_equal(np.asarray(again.tokens), toks)  # deterministic for a key
@@ -136,7 +128,7 @@ def test_all_rows_stopping_at_once_ends_the_loop_with_pad_after(ours):
     toks, lps, msk = map(np.asarray, out)
     logits = _forward_logprobs(model, p, toks[:, :1], msk[:, :1])[:, 0]  # logits at the prompt end
     np.testing.assert_array_equal(toks[:, 0], logits.argmax(-1))
-    np.testing.assert_allclose(lps[:, 0], _log_softmax(logits)[np.arange(len(toks)), toks[:, 0]], atol=1e-4)
+    np.testing.assert_allclose(lps[:, 0], log_softmax(logits)[np.arange(len(toks)), toks[:, 0]], atol=1e-4)
     np.testing.assert_array_equal(msk, np.eye(1, N, dtype=msk.dtype).repeat(len(toks), 0))
     assert (toks[:, 1:] == PAD).all() and (lps[:, 1:] == 0).all()
 
@@ -157,6 +149,6 @@ def test_rows_stop_independently_and_log_probs_match_forward_pass(ours):
         assert np.isin(row[:n - 1], stops).sum() == 0  # no stop before the last kept token
         assert n == N or row[n - 1] in stops
         assert (row[n:] == PAD).all()
-    ref = np.take_along_axis(_log_softmax(_forward_logprobs(model, p, toks, msk)), toks[..., None], -1)[..., 0]
+    ref = token_logprobs(_forward_logprobs(model, p, toks, msk), toks)
     np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
     assert (lps[~m] == 0).all()

@@ -8,7 +8,7 @@ import pytest
 
 from tests.models.hf_reference import build_hf_model, image_patches, make_mm_rows, token_types
 from visd_jax.sampling import Prompts, generate
-from tests.sampling.checks import assert_same_greedy_tokens
+from tests.sampling.checks import assert_same_greedy_tokens, assert_sampled_logprobs_match, token_logprobs
 
 EOS, PAD = 1002, 1000
 # Row 0: text + image + text. Row 1: a video, then an image (prompts end with text).
@@ -58,11 +58,6 @@ def test_greedy_with_images_matches_transformers_generate(tmp_path):
     assert_same_greedy_tokens(out, ref, max_new_tokens=N, pad=PAD)
 
 
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 def _forward_logits(model, p, toks, msk):
     """Logits predicting each completion token, from one forward pass over prompt+completion
     with every prompt's image and video repeated G times in row order (one of each per row
@@ -88,15 +83,11 @@ def test_sampled_logprobs_with_images_equal_forward_pass(ours):
     G, N, temperature = 3, 6, 0.8
     out = generate(model, p, key=jax.random.key(2), num_samples=G, max_new_tokens=N, temperature=temperature,
                    top_p=1.0, stop_ids=[EOS], pad_id=PAD)
-    toks, lps, msk = map(np.asarray, out)
-    logits = _forward_logits(model, p, toks, msk)
-    ref = np.take_along_axis(_log_softmax(logits / temperature), toks[..., None], -1)[..., 0]
-    m = msk.astype(bool)
-    np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
-    assert len({tuple(r) for r in toks}) > 1  # samples differ
+    toks, msk = np.asarray(out.tokens), np.asarray(out.mask)
+    ref, m = assert_sampled_logprobs_match(out, _forward_logits(model, p, toks, msk), temperature)
     # The image is used: other pixels give other log-probs for the same tokens.
     other = _forward_logits(model, p._replace(pixel_values=-p.pixel_values), toks, msk)
-    alt = np.take_along_axis(_log_softmax(other / temperature), toks[..., None], -1)[..., 0]
+    alt = token_logprobs(other, toks, temperature)
     assert np.abs(alt[m] - ref[m]).max() > 1e-3
 
 

@@ -58,10 +58,6 @@ class CleanPoints:
         self.codec = codec_name
         self.length_size = avcc_length_size(extradata)
 
-    @property
-    def supported(self) -> bool:
-        return self.codec == "h264" or self.codec in _KEYFRAME_RESETS_ALL
-
     def __call__(self, packet) -> bool:
         if not packet.is_keyframe:
             return False

@@ -101,7 +101,7 @@ def _probe(source, name: str) -> _Probe:
                 if packet.size and packet.pts is not None:
                     pts.append(packet.pts)
                     if clean is not None:
-                        clean.append(is_clean.supported and is_clean(packet))
+                        clean.append(is_clean(packet))
                     if packet.duration:
                         stop = packet.pts + packet.duration
                         end = stop if end is None else max(end, stop)

@@ -45,7 +45,7 @@ def patchify(
 
     normalize=False only cuts: the patches keep the frames' dtype (uint8 pixels, a quarter
     of float32's bytes through worker pipes and onto the device), and the model normalises
-    them in its jitted step (`normalize_patches`, called by the vision tower for integer
+    them in its jitted step (`normalize_patches`, called by the vision tower for uint8
     input).
 
     x = (frames * rescale - mean) / std  (float32, per channel), bit for bit what
@@ -75,15 +75,11 @@ def patchify(
         )
     if t == 0:
         raise ValueError("patchify: frames must contain at least one frame")
-    if not normalize:
-        x = xp.asarray(frames_TxHxWx3)
-    elif xp is not np and frames_TxHxWx3.dtype == np.uint8:
-        # XLA rewrites x / const as x * (1 / const), a rounding away from the formula;
-        # a [256, 3] table made by NumPy's exact arithmetic keeps JAX bit-equal.
-        table = _normalise(np.arange(256, dtype=np.uint8)[:, None], rescale, mean, std, np)
-        x = xp.asarray(table)[frames_TxHxWx3.astype(xp.int32), xp.arange(c)]
-    else:
-        x = _normalise(xp.asarray(frames_TxHxWx3), rescale, mean, std, xp)
+    # uint8 frames are cut first and normalised as patches (one code path, exact under jit)
+    pixels_first = not normalize or frames_TxHxWx3.dtype == np.uint8
+    x = xp.asarray(frames_TxHxWx3)
+    if not pixels_first:
+        x = _normalise(x, rescale, mean, std, xp)
     if pad := -t % temporal_patch_size:
         x = xp.concatenate([x, xp.repeat(x[-1:], pad, axis=0)], axis=0)
     gt, gh, gw = (t + pad) // temporal_patch_size, h // patch_size, w // patch_size
@@ -93,6 +89,8 @@ def patchify(
     # -> [gt, gh/m, gw/m, m(row), m(col), C, tp, p, p]
     x = x.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
     patches = x.reshape(gt * gh * gw, c * temporal_patch_size * p * p)
+    if normalize and pixels_first:
+        patches = normalize_patches(patches, channels=c, rescale=rescale, mean=mean, std=std)
     return patches, np.array([gt, gh, gw], dtype=np.int64)
 
 
