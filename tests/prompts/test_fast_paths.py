@@ -32,6 +32,11 @@ def test_scale_uint8_exhaustive(factor):
     np.testing.assert_array_equal(np.asarray(scale_uint8(jnp.asarray(x), factor)), want)
     traced = jax.jit(lambda v, f: scale_uint8(v, f))(jnp.asarray(x), factor)
     np.testing.assert_array_equal(np.asarray(traced), want)
+    # A static factor fused under jit, on an array long enough for the vectorised loop
+    # and an odd remainder: where the compiler could contract multiply and add into an FMA.
+    many = jnp.tile(jnp.asarray(x), 4099)
+    fused = jax.jit(lambda v: scale_uint8(v, factor))(many)
+    np.testing.assert_array_equal(np.asarray(fused).reshape(4099, 256), np.tile(want, (4099, 1)))
 
 
 @pytest.mark.parametrize("factor", [0.3, 1 / 3, 1.5])
