@@ -142,3 +142,22 @@ def test_attention_uint8_gray_and_frame_mask():
         m = np.kron(m, np.ones((h // 2, w // 3)))[..., None]
         ref = frames[i] * m + (1 - m) * 40.0
         assert np.abs(out[i] - ref).max() <= 0.5 + 1e-3
+
+
+@pytest.mark.parametrize("op", ["darken", "red_circle", "frame_numbers"])
+def test_donated_frames_are_written_in_place(op):
+    """With the frames buffer donated, the compiled op writes its result over it: no
+    frame-sized copy (a pipeline that owns its decoded frames pays one pass, not two)."""
+    import re
+
+    from visd_jax import prompts
+
+    t, h, w = 4, 56, 84
+    frames = jnp.zeros((t, h, w, 3), jnp.uint8)
+    arg = jnp.arange(t) if op == "frame_numbers" else jnp.asarray([[8.0, 8.0, 40.0, 30.0]])
+    fn = jax.jit(getattr(prompts, op), donate_argnums=0)
+    hlo = fn.lower(frames, arg).compile().as_text()
+    entry = hlo[hlo.index("ENTRY"):]
+    frame_ops = re.findall(rf"u8\[{t},{h},{w},3\]\{{[^}}]*\}} ([\w-]+)\(", entry)
+    assert frame_ops and "copy" not in frame_ops, frame_ops
+    assert re.search(r"input_output_alias=\{ \{\}: \(0, \{\}", hlo), "frames are not aliased to the output"

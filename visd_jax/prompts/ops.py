@@ -102,14 +102,14 @@ def darken(frames, boxes, *, box_mask=None, frame_mask=None, pad: float = 10, fa
     cols = jnp.concatenate([cols, jnp.broadcast_to(off, (t, 1, w))], axis=1)
     # Here jnp.repeat behind the uint8 identity barrier measured fastest (see materialise).
     rows, cols = materialise(rows), materialise(jnp.repeat(cols, c, axis=-1))
-    keep = any_outer((rows,), (cols,), jnp.logical_and)  # [T, H, W * C]
-    x = flat_rows(frames)
+    # The mask is built on the [T, H, W * C] view; the select reads the frames in their own
+    # shape, so that a donated frames buffer is written in place (a view of the parameter
+    # inside the fusion makes XLA write a new buffer and copy it over: a second pass).
+    keep = any_outer((rows,), (cols,), jnp.logical_and).reshape(frames.shape)
     if frames.dtype == jnp.uint8:
-        out = jnp.where(keep, x, scale_uint8(x, factor))
-    else:
-        xf = x.astype(jnp.float32)
-        out = _finish(jnp.where(keep, xf, xf * jnp.float32(factor)), frames)
-    return out.reshape(frames.shape)
+        return jnp.where(keep, frames, scale_uint8(frames, factor))
+    xf = frames.astype(jnp.float32)
+    return _finish(jnp.where(keep, xf, xf * jnp.float32(factor)), frames)
 
 
 def default_thickness(height: int, width: int) -> int:
@@ -168,9 +168,9 @@ def red_circle(frames, boxes, *, box_mask=None, frame_mask=None, thickness=None,
     rows, cols = _ring_axes(boxes, valid, height=h, width=w, thickness=t_px)
     c = frames.shape[-1]
     cols = tuple(per_channel(v, c) for v in cols)
-    ring = any_outer(rows, cols, _on_ring)  # [T, H, W * C]
-    paint = jnp.tile(jnp.asarray(color, frames.dtype), w)  # [W * C]: the colour per column
-    return jnp.where(ring, paint, flat_rows(frames)).reshape(frames.shape)
+    ring = any_outer(rows, cols, _on_ring).reshape(frames.shape)  # built on [T, H, W * C]
+    # Selecting on the frames' own shape keeps a donated buffer in place (see darken).
+    return jnp.where(ring, jnp.asarray(color, frames.dtype), frames)
 
 
 def smooth_normalise(saliency_hxw):
