@@ -144,7 +144,7 @@ def test_attention_uint8_gray_and_frame_mask():
         assert np.abs(out[i] - ref).max() <= 0.5 + 1e-3
 
 
-@pytest.mark.parametrize("op", ["darken", "red_circle", "frame_numbers"])
+@pytest.mark.parametrize("op", ["darken", "red_circle", "frame_numbers", "attention"])
 def test_donated_frames_are_written_in_place(op):
     """With the frames buffer donated, the compiled op writes its result over it: no
     frame-sized copy (a pipeline that owns its decoded frames pays one pass, not two)."""
@@ -154,7 +154,8 @@ def test_donated_frames_are_written_in_place(op):
 
     t, h, w = 4, 56, 84
     frames = jnp.zeros((t, h, w, 3), jnp.uint8)
-    arg = jnp.arange(t) if op == "frame_numbers" else jnp.asarray([[8.0, 8.0, 40.0, 30.0]])
+    arg = {"frame_numbers": jnp.arange(t), "attention": jnp.ones((t, h // 14, w // 14))}.get(
+        op, jnp.asarray([[8.0, 8.0, 40.0, 30.0]]))
     fn = jax.jit(getattr(prompts, op), donate_argnums=0)
     hlo = fn.lower(frames, arg).compile().as_text()
     entry = hlo[hlo.index("ENTRY"):]

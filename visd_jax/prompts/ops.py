@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from visd_jax.prompts.font import RED, frame_numbers
 from visd_jax.prompts.hints import KINDS
-from visd_jax.prompts.raster import any_outer, flat_rows, materialise, per_channel, scale_uint8
+from visd_jax.prompts.raster import any_outer, materialise, per_channel, scale_uint8
 
 
 def _prepare(frames, boxes, box_mask, frame_mask):
@@ -205,14 +205,15 @@ def attention(frames, saliency, *, frame_mask=None, gray: float = 0.0):
     m = jnp.where(frame_mask[:, None, None], m, 1.0)  # [T, sh, sw]
     ry, rx = h // sh, w // sw
     # Blend terms stay on the saliency grid; only their column repeat ([T, sh, W * C]) is
-    # materialised, and the frame is viewed as [T, sh, ry, W * C] so rows broadcast.
+    # materialised, broadcast over the ry rows of each grid row. The frames are read in
+    # their own shape so that a donated buffer is written in place (see darken).
     c = frames.shape[-1]
-    m_cols = jnp.stack([m] * (rx * c), axis=-1).reshape(t, sh, w * c)[:, :, None, :]
-    x = flat_rows(frames).reshape(t, sh, ry, w * c).astype(jnp.float32)
-    out = x * m_cols
+    m_cols = jnp.stack([m] * (rx * c), axis=-1).reshape(t, sh, 1, w * c)
+    m_full = jnp.broadcast_to(m_cols, (t, sh, ry, w * c)).reshape(frames.shape)
+    out = frames.astype(jnp.float32) * m_full
     if not (isinstance(gray, (int, float)) and gray == 0):  # x * m + 0 == x * m exactly
-        out = out + (1.0 - m_cols) * jnp.float32(gray)
-    return _finish(out, frames).reshape(frames.shape)
+        out = out + (1.0 - m_full) * jnp.float32(gray)
+    return _finish(out, frames)
 
 
 def saliency_from_boxes(boxes, *, box_mask=None, height: int, width: int, cell: int = 14):

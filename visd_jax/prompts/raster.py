@@ -3,9 +3,10 @@
 Every prompt's region is separable per box: "inside box k" is rows_k[i] & cols_k[j] and
 "on ellipse ring k" is a test on fx_k[j] + fy_k[i]. The ops therefore compute [T, K, H]
 and [T, K, W] vectors once and combine them inside one elementwise pass over the frame,
-instead of broadcasting pixel coordinates against K boxes over the whole frame. The frame
-is viewed as [T, H, W * 3] (a free reshape) so that the innermost loop runs over a long
-contiguous row; column vectors are repeated 3x to match.
+instead of broadcasting pixel coordinates against K boxes over the whole frame. The masks
+are built as [T, H, W * 3] (column vectors repeated 3x) so that the innermost loop runs
+over a long contiguous row, then reshaped to [T, H, W, 3] for the select: reading the
+frames themselves through a reshape would keep XLA from writing a donated buffer in place.
 
 `scale_uint8` is darken's round(x * factor) on uint8 in one vectorised elementwise pass
 (no table gather, no float clip), bit-identical to the float32 formula on all 256 inputs.
@@ -20,12 +21,6 @@ import jax.numpy as jnp
 # Up to this many boxes the per-box terms are unrolled into one elementwise expression
 # (XLA fuses it into the final select); beyond it a reduction over K is cheaper to compile.
 UNROLL_K = 8
-
-
-def flat_rows(frames_TxHxWxC):
-    """[T, H, W * C] view of the frames (row-major, so XLA makes it a bitcast)."""
-    t, h, w, c = frames_TxHxWxC.shape
-    return frames_TxHxWxC.reshape(t, h, w * c)
 
 
 def per_channel(cols_TxKxW, channels: int):
