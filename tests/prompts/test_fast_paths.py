@@ -3,12 +3,14 @@
 References are NumPy, written here: the uint8 darken formula is the float32 product
 round(float32(x) * float32(factor)) (round half to even), checked on all 256 inputs.
 """
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from visd_jax.prompts import attention, box_union_mask, darken, ellipse_ring_mask, red_circle
+from visd_jax.prompts import attention, box_union_mask, darken, ellipse_ring_mask, frame_numbers, red_circle
 from visd_jax.prompts.raster import UNROLL_K, scale_uint8
 
 FACTORS = [0.3, 0.0, 1.0, 0.5, 0.25, 0.1, 0.7, 1 / 3, 0.999, 0.001, 1.5, -0.2]
@@ -144,21 +146,23 @@ def test_attention_uint8_gray_and_frame_mask():
         assert np.abs(out[i] - ref).max() <= 0.5 + 1e-3
 
 
-@pytest.mark.parametrize("op", ["darken", "red_circle", "frame_numbers", "attention"])
+_T, _H, _W = 4, 56, 84
+_OP_ARGS = {  # the op and its second argument (boxes, numbers or saliency)
+    "darken": (darken, np.asarray([[8.0, 8.0, 40.0, 30.0]], np.float32)),
+    "red_circle": (red_circle, np.asarray([[8.0, 8.0, 40.0, 30.0]], np.float32)),
+    "frame_numbers": (frame_numbers, np.arange(_T)),
+    "attention": (attention, np.ones((_T, _H // 14, _W // 14), np.float32)),
+}
+
+
+@pytest.mark.parametrize("op", list(_OP_ARGS))
 def test_donated_frames_are_written_in_place(op):
     """With the frames buffer donated, the compiled op writes its result over it: no
     frame-sized copy (a pipeline that owns its decoded frames pays one pass, not two)."""
-    import re
-
-    from visd_jax import prompts
-
-    t, h, w = 4, 56, 84
-    frames = jnp.zeros((t, h, w, 3), jnp.uint8)
-    arg = {"frame_numbers": jnp.arange(t), "attention": jnp.ones((t, h // 14, w // 14))}.get(
-        op, jnp.asarray([[8.0, 8.0, 40.0, 30.0]]))
-    fn = jax.jit(getattr(prompts, op), donate_argnums=0)
-    hlo = fn.lower(frames, arg).compile().as_text()
+    fn, arg = _OP_ARGS[op]
+    frames = jnp.zeros((_T, _H, _W, 3), jnp.uint8)
+    hlo = jax.jit(fn, donate_argnums=0).lower(frames, jnp.asarray(arg)).compile().as_text()
     entry = hlo[hlo.index("ENTRY"):]
-    frame_ops = re.findall(rf"u8\[{t},{h},{w},3\]\{{[^}}]*\}} ([\w-]+)\(", entry)
+    frame_ops = re.findall(rf"u8\[{_T},{_H},{_W},3\]\{{[^}}]*\}} ([\w-]+)\(", entry)
     assert frame_ops and "copy" not in frame_ops, frame_ops
     assert re.search(r"input_output_alias=\{ \{\}: \(0, \{\}", hlo), "frames are not aliased to the output"

@@ -17,6 +17,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Up to this many boxes the per-box terms are unrolled into one elementwise expression
 # (XLA fuses it into the final select); beyond it a reduction over K is cheaper to compile.
@@ -78,6 +79,7 @@ def any_outer(rows, cols, combine):
 # mantissa bits: the sum lies in [2**23, 2**24), where float32's spacing is 1, and the
 # addition itself rounds half to even (the magic number is even, so parity is kept).
 _ROUND_MAGIC = 12582912.0
+_ROUND_MAGIC_BITS = int(np.float32(_ROUND_MAGIC).view(np.int32))  # 0x4B400000
 
 
 def scale_uint8(x_uint8, factor):
@@ -99,8 +101,8 @@ def scale_uint8(x_uint8, factor):
         # product once instead of the float32 product (10 of the 256 results differ for
         # 0.3, e.g. 15 -> 5); test_fast_paths checks every value, fused under jit.
         total = jnp.maximum(product, jnp.float32(0.0)) + jnp.float32(_ROUND_MAGIC)
-        magic_bits = jax.lax.bitcast_convert_type(jnp.float32(_ROUND_MAGIC), jnp.int32)
-        return (jax.lax.bitcast_convert_type(total, jnp.int32) - magic_bits).astype(jnp.uint8)
+        bits = jax.lax.bitcast_convert_type(total, jnp.int32)
+        return (bits - _ROUND_MAGIC_BITS).astype(jnp.uint8)
     y = jnp.round(x_uint8.astype(jnp.float32) * jnp.asarray(factor, jnp.float32))
     # int32 clip: products of uint8 and a float32 factor stay far below 2**31 unless
     # |factor| > 8e6; beyond that XLA's convert saturates, which still clips correctly.
