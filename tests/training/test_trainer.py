@@ -12,7 +12,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("mode", ["gspo", "visioncoach", "visd", "visd_coach"])
 def test_every_mode_runs_a_few_steps(make_config, mode):
-    cfg = make_config(mode=mode)
+    # No warmup (it gives the first update lr 0) and an lr that moves the weights visibly
+    # even when every advantage is 0: a 1-step-SFT policy rarely earns a reward, and whether
+    # one group's rewards differ depends on the machine's float rounding.
+    cfg = make_config(mode=mode, **{"rl.warmup_steps": 0, "rl.lr": 1e-2})
     rows = Trainer(cfg).run()
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[0]["phase"] == "sft" and math.isfinite(rows[0]["sft/loss"])

@@ -87,14 +87,16 @@ class Qwen25VL(nnx.Module):
         return self.visual(pixel_values, grid)
 
     def embed(self, input_ids_BxT: jax.Array, video_embeds_NxD: jax.Array | None = None, *,
-              image_embeds_NxD: jax.Array | None = None) -> jax.Array:
+              image_embeds_NxD: jax.Array | None = None, media_ids_BxT: jax.Array | None = None) -> jax.Array:
         """Token embeddings with the video (image) tokens' rows replaced by `video_embeds`
-        (`image_embeds`), each in token order over the flattened batch."""
+        (`image_embeds`), each in token order over the flattened batch. `media_ids` (default:
+        the input ids) says where media tokens are (see `media_ids`)."""
         h = self.model.embed(input_ids_BxT)
+        where = input_ids_BxT if media_ids_BxT is None else media_ids_BxT
         for embeds, token_id, what in ((image_embeds_NxD, self.config.image_token_id, "image"),
                                        (video_embeds_NxD, self.config.video_token_id, "video")):
             if embeds is not None:
-                h = _place(h, input_ids_BxT, embeds, token_id, what)
+                h = _place(h, where, embeds, token_id, what)
         return h
 
     def rope_index(self, input_ids_BxT, attention_mask_BxT=None, video_grid_thw=None, second_per_grid_ts=None,
@@ -119,10 +121,15 @@ class Qwen25VL(nnx.Module):
     # ------------------------------------------------------------------ forward
     def __call__(self, input_ids, attention_mask=None, pixel_values_videos=None, video_grid_thw=None,
                  second_per_grid_ts=None, return_hidden: bool = False, *, pixel_values=None,
-                 image_grid_thw=None):
+                 image_grid_thw=None, media_end: int | None = None):
+        """`media_end` (static): only positions before it may hold media tokens, e.g. the
+        prompt width of prompt + completion rows; a vision token the policy wrote after it
+        is embedded as the text token it is and moves no media, in its row or any other."""
         input_ids = jnp.asarray(input_ids)
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
+        ids = input_ids
+        input_ids = media_ids(input_ids, media_end)
         if (pixel_values_videos is None) != (video_grid_thw is None):
             raise ValueError("pixel_values_videos and video_grid_thw must be given together")
         if (pixel_values is None) != (image_grid_thw is None):
@@ -139,7 +146,7 @@ class Qwen25VL(nnx.Module):
             video = self.encode_video(jnp.asarray(pixel_values_videos), video_grid_thw)
         if pixel_values is not None:
             image = self.encode_image(jnp.asarray(pixel_values), image_grid_thw)
-        h = self.embed(input_ids, video, image_embeds_NxD=image)
+        h = self.embed(ids, video, image_embeds_NxD=image, media_ids_BxT=input_ids)
         pos, _ = self.rope_index(input_ids, attention_mask, video_grid_thw, second_per_grid_ts,
                                  image_grid_thw=image_grid_thw)
         hidden, _ = self.decode(h, pos, attention_mask)
@@ -186,6 +193,16 @@ def param_shardings(state: nnx.State, mesh: Mesh):
         return NamedSharding(mesh, logical_to_spec(names, mesh=mesh, shape=shape))
 
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def media_ids(ids_BxT, media_end: int | None):
+    """`ids` with every position from `media_end` on set to -1 (no token), so that placing
+    media and M-RoPE, which find media by token id, look at the prompt only."""
+    if media_end is None:
+        return ids_BxT
+    keep = np.arange(ids_BxT.shape[1]) < media_end
+    return jnp.where(keep[None, :], ids_BxT, -1) if isinstance(ids_BxT, jax.Array) else np.where(
+        keep[None, :], ids_BxT, -1)
 
 
 def media_token_counts(input_ids, token_id: int, grid, merge: int) -> tuple[int, int]:

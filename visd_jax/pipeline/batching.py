@@ -2,7 +2,7 @@
 
 A batch takes the smallest token bucket >= its longest prompt and the smallest patch
 bucket >= its largest video; frame-level fields are padded to `max_frames`. Padding:
-input ids with <|endoftext|> (attention_mask 0), patches with zeros (patch_mask 0),
+input ids with the tokenizer's pad id (attention_mask 0), patches with zeros (patch_mask 0),
 missing examples of a short final batch with example_mask 0.
 """
 from __future__ import annotations
@@ -11,8 +11,6 @@ import bisect
 import dataclasses
 
 import numpy as np
-
-from visd_jax.text import PAD_ID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Buckets:
 
 
 def pad_batch(examples: list[dict], *, batch_size: int, buckets: Buckets,
-              max_frames: int) -> dict:
+              max_frames: int, pad_id: int) -> dict:
     """Stacks up to `batch_size` examples into one static-shape batch (numpy)."""
     if not 0 < len(examples) <= batch_size:
         raise ValueError(f"pad_batch: got {len(examples)} examples for batch_size {batch_size}")
@@ -45,7 +43,7 @@ def pad_batch(examples: list[dict], *, batch_size: int, buckets: Buckets,
     dim, pix_dtype = examples[0]["patches"].shape[1], examples[0]["patches"].dtype
     K = examples[0]["boxes"].shape[1]
     out = {
-        "input_ids": np.full((B, L), PAD_ID, np.int32),
+        "input_ids": np.full((B, L), pad_id, np.int32),
         "attention_mask": np.zeros((B, L), np.int32),
         "patches": np.zeros((B, P, dim), pix_dtype),  # uint8 pixels from make_example
         "patch_mask": np.zeros((B, P), bool),

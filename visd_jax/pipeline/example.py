@@ -129,7 +129,8 @@ def tokenize_prompt(rec: dict, *, task: str, question: str, group_times, tokens_
                 {"role": "user", "content": _user_content(rec, group_times, question)}]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = np.asarray(tokenizer(rendered, add_special_tokens=False)["input_ids"], np.int32)
-    pad = text.IMAGE_PAD_ID if group_times is None else text.VIDEO_PAD_ID
+    # the loaded tokenizer's own pad id: a checkpoint's is 151656, the tiny one's 1013
+    pad = tokenizer.convert_tokens_to_ids("<|image_pad|>" if group_times is None else "<|video_pad|>")
     n_blocks = int((ids == pad).sum())
     want = 1 if group_times is None else len(group_times)
     if n_blocks != want:  # a question containing a literal pad token string, say

@@ -7,20 +7,24 @@
 
 Examples are built in grain worker processes (`mp_prefetch`); bad records travel back as
 markers and the policy is applied in the main process, so counts and logs are complete
-whatever the worker count. `skip` (training default) drops, counts and logs a bad record
-and never ends the epoch; `raise` (evaluation default) raises its RecordError.
+whatever the worker count. `skip` (training default) drops, counts and logs a bad record;
+`raise` (evaluation default) raises its RecordError. Skipping never loops: a whole pass
+over the data without one usable record, or a skipped share above `max_bad_fraction`
+(after `min_records` records), raises `NoUsableRecords` with the top reasons and ids.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
+import re
 
 import grain
 
 from visd_jax.pipeline.batching import Buckets, pad_batch
 from visd_jax.pipeline.example import ExampleConfig, make_example
-from visd_jax.pipeline.records import RecordError, record_id
+from visd_jax.pipeline.records import NoUsableRecords, RecordError, record_id
 
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")
@@ -39,6 +43,10 @@ class PipelineConfig:
     workers: int = 0
     worker_buffer: int = 2
     read_threads: int = 2  # grain's per-process prefetch threads (its default of 16 is for big hosts)
+    # skip policy: stop when more than this share of the records seen so far were bad (once
+    # at least `min_records` were seen), or after a whole pass without a usable one
+    max_bad_fraction: float = 0.5
+    min_records: int = 20
     shard_index: int | None = None  # default: jax.process_index()
     shard_count: int | None = None  # default: jax.process_count()
 
@@ -48,6 +56,9 @@ class PipelineConfig:
         if self.batch_size < 1 or self.workers < 0 or self.worker_buffer < 1:
             raise ValueError(f"need batch_size >= 1, workers >= 0, worker_buffer >= 1; got "
                              f"{self.batch_size}, {self.workers}, {self.worker_buffer}")
+        if not 0 <= self.max_bad_fraction <= 1 or self.min_records < 1:
+            raise ValueError(f"need 0 <= max_bad_fraction <= 1 and min_records >= 1; got "
+                             f"{self.max_bad_fraction}, {self.min_records}")
         if self.num_epochs is not None and self.num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1 or None, got {self.num_epochs}")
         if self.buckets.tokens[-1] > self.example.max_tokens or \
@@ -78,51 +89,78 @@ class _Prepare:
             return {"bad": (rid, f"{type(e).__name__}: {e}")}
 
 
+def reason_kind(reason: str) -> str:
+    """A bad record's reason without its particulars (paths, numbers), for counting."""
+    head = reason.split(":", 1)[0] if ":" in reason[:60] else reason
+    return re.sub(r"\d+(\.\d+)?", "N", head).strip()
+
+
 class _PolicyIterator(grain.DatasetIterator):
-    def __init__(self, parent, policy: str, report_limit: int):
+    def __init__(self, parent, cfg: PipelineConfig, pass_size: int, report_limit: int):
         super().__init__(parent)
-        self._policy, self._limit = policy, report_limit
-        self._good = self._bad = 0
+        self._cfg, self._pass, self._limit = cfg, pass_size, report_limit
+        self._good = self._bad = self._since_good = 0
         self._reported: list[tuple[str, str]] = []
+        self._kinds: collections.Counter = collections.Counter()
 
     def __next__(self):
+        c = self._cfg
         while True:
             ex = next(self._parent)
             if "bad" not in ex:
                 self._good += 1
+                self._since_good = 0
                 return ex
             rid, reason = ex["bad"]
-            if self._policy == "raise":
+            if c.policy == "raise":
                 raise RecordError(rid, reason)
             self._bad += 1
+            self._since_good += 1
+            self._kinds[reason_kind(reason)] += 1
             log.warning("skipping bad record %s: %s", rid, reason)
             if len(self._reported) < self._limit:
                 self._reported.append((rid, reason))
+            seen = self._good + self._bad
+            if self._since_good >= self._pass:
+                raise NoUsableRecords(self._summary(f"no usable record in a whole pass over the "
+                                                    f"{self._pass} records"))
+            if seen >= c.min_records and self._bad > c.max_bad_fraction * seen:
+                raise NoUsableRecords(self._summary(
+                    f"{self._bad} of the {seen} records read were bad, more than "
+                    f"max_bad_fraction={c.max_bad_fraction}"))
+
+    def _summary(self, what: str) -> str:
+        top = "; ".join(f"{n} x {k}" for k, n in self._kinds.most_common(5))
+        examples = "; ".join(f"{rid}: {reason}" for rid, reason in self._reported[-3:])
+        return f"{what}. Reasons: {top}. Last bad records: {examples}"
 
     def get_state(self):
-        return {"parent": self._parent.get_state(), "good": self._good, "bad": self._bad}
+        return {"parent": self._parent.get_state(), "good": self._good, "bad": self._bad,
+                "since_good": self._since_good, "kinds": dict(self._kinds)}
 
     def set_state(self, state):
         self._parent.set_state(state["parent"])
         self._good, self._bad = state["good"], state["bad"]
+        self._since_good = state.get("since_good", 0)
+        self._kinds = collections.Counter(state.get("kinds", {}))
 
 
 class _PolicyDataset(grain.IterDataset):
-    def __init__(self, parent, policy: str, report_limit: int = 10_000):
+    def __init__(self, parent, cfg: PipelineConfig, pass_size: int, report_limit: int = 10_000):
         super().__init__(parent)
-        self._policy, self._limit = policy, report_limit
+        self._cfg, self._pass, self._limit = cfg, pass_size, report_limit
 
     def __iter__(self):
-        return _PolicyIterator(self._parent.__iter__(), self._policy, self._limit)
+        return _PolicyIterator(self._parent.__iter__(), self._cfg, self._pass, self._limit)
 
 
 class _BatchIterator(grain.DatasetIterator):
     """Takes batch_size examples per call and pads them; holds nothing between calls, so
     its state is its parent's."""
 
-    def __init__(self, parent, cfg: PipelineConfig):
+    def __init__(self, parent, cfg: PipelineConfig, pad_id: int):
         super().__init__(parent)
-        self._cfg = cfg
+        self._cfg, self._pad_id = cfg, pad_id
 
     def __next__(self):
         c = self._cfg
@@ -135,7 +173,7 @@ class _BatchIterator(grain.DatasetIterator):
         if not examples or (c.drop_remainder and len(examples) < c.batch_size):
             raise StopIteration
         return pad_batch(examples, batch_size=c.batch_size, buckets=c.buckets,
-                         max_frames=c.example.max_frames)
+                         max_frames=c.example.max_frames, pad_id=self._pad_id)
 
     def get_state(self):
         return self._parent.get_state()
@@ -145,12 +183,12 @@ class _BatchIterator(grain.DatasetIterator):
 
 
 class _BatchDataset(grain.IterDataset):
-    def __init__(self, parent, cfg: PipelineConfig):
+    def __init__(self, parent, cfg: PipelineConfig, pad_id: int):
         super().__init__(parent)
-        self._cfg = cfg
+        self._cfg, self._pad_id = cfg, pad_id
 
     def __iter__(self):
-        return _BatchIterator(self._parent.__iter__(), self._cfg)
+        return _BatchIterator(self._parent.__iter__(), self._cfg, self._pad_id)
 
 
 class PipelineIterator:
@@ -211,26 +249,32 @@ def decode_threads(cfg: PipelineConfig, cpus: int | None = None) -> int:
 def make_dataset(source, cfg: PipelineConfig) -> grain.IterDataset:
     """The grain dataset over a random-access `source` (StgrSource, TfdsSource, any
     len/getitem sequence of items)."""
-    from visd_jax.text import tokenizer_dir
+    from visd_jax.text import load_tokenizer, special_ids
 
-    tokenizer_dir(cfg.example.tokenizer_dir)  # built once here, not raced by every worker
+    # loaded (the tiny one built) once here, not raced by every worker; its pad id pads
+    pad_id = special_ids(load_tokenizer(cfg.example.tokenizer_dir), cfg.example.tokenizer_dir).pad
     index, count = _shard(cfg)
     ds = grain.MapDataset.source(source)
     ds = ds[index::count]  # this process's records; every process sees a disjoint slice
     if len(ds) == 0:
         raise ValueError(f"shard {index}/{count} of {source!r} is empty")
+    pass_size = len(ds)
     if cfg.shuffle:
         ds = ds.shuffle(seed=cfg.seed)
     ds = ds.repeat(cfg.num_epochs)  # reshuffled per epoch, deterministically
-    example = dataclasses.replace(cfg.example, decode_threads=decode_threads(cfg))
+    # An example longer than the largest bucket is a bad record here, under the policy,
+    # not an error of pad_batch that would stop the run.
+    example = dataclasses.replace(cfg.example, decode_threads=decode_threads(cfg),
+                                  max_tokens=min(cfg.example.max_tokens, cfg.buckets.tokens[-1]),
+                                  max_patches=min(cfg.example.max_patches, cfg.buckets.patches[-1]))
     ds = ds.map(_Prepare(example))
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
                                               prefetch_buffer_size=2 * cfg.batch_size))
     if cfg.workers > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=cfg.workers, per_worker_buffer_size=cfg.worker_buffer))
-    it = _PolicyDataset(it, cfg.policy)
-    return _BatchDataset(it, cfg)
+    it = _PolicyDataset(it, cfg, pass_size=pass_size)
+    return _BatchDataset(it, cfg, pad_id)
 
 
 def make_iterator(source, cfg: PipelineConfig) -> PipelineIterator:

@@ -26,6 +26,11 @@ class RecordError(ValueError):
         self.reason = reason
 
 
+class NoUsableRecords(RuntimeError):
+    """The data cannot feed a run: a whole pass without one usable record, or too large a
+    share of bad ones. The message holds the top reasons and example record ids."""
+
+
 def record_id(rec, index: int | None = None) -> str:
     if isinstance(rec, dict) and isinstance(rec.get("id"), (str, int)):
         return str(rec["id"])

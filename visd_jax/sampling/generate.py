@@ -51,11 +51,13 @@ class Samples(NamedTuple):
 
 def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int = 1, max_new_tokens: int,
              temperature: float = 1.0, top_p: float = 0.95, top_k: int | None = None,
-             stop_ids=(), pad_id: int | None = None) -> Samples:
+             stop_ids=(), pad_id: int | None = None, banned_ids=()) -> Samples:
     """Samples `num_samples` completions per prompt. temperature=0 is greedy decoding.
 
     Deterministic for a key. Log-probs are under the distribution actually sampled from
     (after temperature, top-k, top-p); for greedy decoding, under the model's softmax.
+    `banned_ids` are never sampled (their logits are -inf before any filter): the trainer
+    bans the media tokens, which only the pipeline may place.
     """
     p = Prompts(**prompts) if isinstance(prompts, dict) else prompts
     ids = np.asarray(p.input_ids)
@@ -85,7 +87,8 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
     _check_tokens(ids, cfg.image_token_id, igrid, cfg.vision.spatial_merge_size, "image")
     graphdef, state = nnx.split(model)
     fn = _compiled(graphdef, grid, num_samples, max_new_tokens, float(temperature), float(top_p), top_k,
-                   tuple(int(s) for s in np.atleast_1d(stop_ids)), int(pad_id), igrid)
+                   tuple(int(s) for s in np.atleast_1d(stop_ids)), int(pad_id), igrid,
+                   tuple(sorted({int(b) for b in np.atleast_1d(banned_ids)})))
     return fn(state, jnp.asarray(ids), jnp.asarray(mask), p.pixel_values_videos,
               p.second_per_grid_ts, key, p.pixel_values)
 
@@ -101,10 +104,12 @@ def _check_tokens(ids, token_id: int, grid, merge: int, what: str):
                          f"prompts.{what}_grid_thw {list(grid or [])} gives {want} merged patches")
 
 
-def _picker(temperature: float, top_p: float, top_k: int | None):
+def _picker(temperature: float, top_p: float, top_k: int | None, banned: tuple[int, ...] = ()):
     """(logits [B, V], key) -> (token [B] int32, its log-prob [B]) under the sampled law."""
 
     def pick(logits_BxV, key):
+        if banned:
+            logits_BxV = logits_BxV.at[:, np.asarray(banned)].set(-jnp.inf)
         if temperature == 0.0:
             tok = jnp.argmax(logits_BxV, axis=-1)
             lp_all = jax.nn.log_softmax(logits_BxV.astype(jnp.float32), axis=-1)
@@ -118,8 +123,8 @@ def _picker(temperature: float, top_p: float, top_k: int | None):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id, igrid=None):
-    pick = _picker(temperature, top_p, top_k)
+def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id, igrid=None, banned=()):
+    pick = _picker(temperature, top_p, top_k, banned)
     stops = np.asarray(stop_ids if stop_ids else (-1,), np.int32)
 
     @jax.jit

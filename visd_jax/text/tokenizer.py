@@ -102,11 +102,27 @@ def default_dir() -> pathlib.Path:
     return pathlib.Path(base) / f"tokenizer-v{BUILD_VERSION}"
 
 
+def has_tokenizer_files(directory: pathlib.Path) -> bool:
+    """Whether `directory` holds a saved transformers tokenizer (a checkpoint's own)."""
+    return (directory / "tokenizer_config.json").is_file() and (
+        (directory / "tokenizer.json").is_file() or (directory / "vocab.json").is_file())
+
+
 def tokenizer_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
-    """Directory of a built tokenizer (built there on first use; atomic, race-safe)."""
+    """Directory of the tokenizer to load: a checkpoint's own (used as it is), or the tiny
+    one (built there on first use when the directory is absent or empty; atomic, race-safe).
+
+    A non-empty directory without tokenizer files is an error naming it: building the tiny
+    tokenizer into a model checkpoint would hide that the checkpoint's own is missing."""
     out = pathlib.Path(path) if path is not None else default_dir()
     if (out / "visd_build.json").exists():
         return out
+    if path is not None and out.is_dir() and any(out.iterdir()):
+        if has_tokenizer_files(out):
+            return out
+        raise FileNotFoundError(
+            f"{out} holds no tokenizer: it needs tokenizer_config.json and tokenizer.json (or "
+            f"vocab.json + merges.txt); copy them from the checkpoint's release")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=".tok-", dir=out.parent))
     build(tmp)
@@ -127,7 +143,8 @@ _LOCK = threading.Lock()
 
 
 def load_tokenizer(path: str | os.PathLike | None = None):
-    """A `PreTrainedTokenizerFast` for the tiny vocabulary (cached per directory)."""
+    """The tokenizer at `path` (a checkpoint's own), or the tiny one; cached per directory,
+    so every grain worker and the trainer load each once."""
     d = str(path) if path is not None else str(default_dir())
     tok = _CACHE.get(d)
     if tok is None:

@@ -35,12 +35,13 @@ class CoachResult:
         return Seq(s.ids[idx], s.mask[idx], s.targets[idx], s.tmask[idx], v.pixels, v.seconds, v.grid)
 
 
-def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int):
+def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int,
+                   pad_id: int):
     """The hard examples rebuilt with visual prompt `kind`, padded to `batch_size` rows."""
     cfg = dataclasses.replace(example_cfg, prompt=kind)
     examples = [make_example(source[m["index"]], cfg) for m in metas]
     examples += [examples[-1]] * (batch_size - len(examples))
-    return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames)
+    return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames, pad_id=pad_id)
 
 
 def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_cfg, buckets,
@@ -60,7 +61,7 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
     results = {}
     for kind in kinds:
         pb = prompted_batch(source, metas, kind, example_cfg, batch_size=n, buckets=buckets,
-                            max_frames=max_frames)
+                            max_frames=max_frames, pad_id=pad_id)
         results[kind] = (pb, do_rollout(pb))
     chosen = []
     for i, c in enumerate(cands):

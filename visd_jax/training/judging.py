@@ -77,16 +77,14 @@ def make_judge(cfg, *, policy_model_of, policy_tokenizer, mesh, pad_id: int, sto
     if v.judge == "annotation":
         return TrainerJudge(AnnotationJudge())
     if v.judge_path:
-        from transformers import AutoTokenizer
-
         from visd_jax.models.hf_io import load_hf_checkpoint
+        from visd_jax.text import load_tokenizer, special_ids
 
         judge_model = load_hf_checkpoint(v.judge_path, mesh=mesh)
-        tokenizer = AutoTokenizer.from_pretrained(v.judge_path)
+        tokenizer = load_tokenizer(v.judge_path)
         model_of = lambda: judge_model  # noqa: E731
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else pad_id
-        stops = tuple(i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                      if isinstance(i, int) and i >= 0)
+        ids = special_ids(tokenizer, v.judge_path)
+        pad, stops = ids.pad, ids.stop
     else:
         model_of, tokenizer, pad, stops = policy_model_of, policy_tokenizer, pad_id, tuple(stop_ids)
     budget = int(v.judge_max_prompt_tokens)

@@ -54,13 +54,14 @@ def decode(tokenizer, tokens: np.ndarray, mask: np.ndarray, special: frozenset[i
 
 def rollout(model, batch: dict, rows: Sequence[int], *, key, num_samples: int, max_new_tokens: int,
             temperature: float, top_p: float, top_k: int | None, stop_ids, pad_id: int, token_buckets,
-            tokenizer, special, progress: float, reward_weights=None) -> Rollouts:
+            tokenizer, special, progress: float, reward_weights=None, banned_ids=()) -> Rollouts:
     """Samples G completions for each of `rows` of `batch` and scores them."""
     ids = inputs.prompt_ids_of(batch, rows)
     length = inputs.bucket(max(len(i) for i in ids), token_buckets)
     prompts = inputs.sampler_prompts(batch, rows, length=length, pad_id=pad_id, ids=ids)
     s = generate(model, prompts, key=key, num_samples=num_samples, max_new_tokens=max_new_tokens,
-                 temperature=temperature, top_p=top_p, top_k=top_k, stop_ids=stop_ids, pad_id=pad_id)
+                 temperature=temperature, top_p=top_p, top_k=top_k, stop_ids=stop_ids, pad_id=pad_id,
+                 banned_ids=banned_ids)
     tokens, mask = host_array(s.tokens), host_array(s.mask)  # rows may live on other processes
     texts = decode(tokenizer, tokens, mask, special)
     g = num_samples

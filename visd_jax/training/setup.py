@@ -13,7 +13,7 @@ from etils import epath
 from visd_jax.models import Qwen25VL, Qwen25VLConfig
 from visd_jax.models.hf_io import load_hf_checkpoint
 from visd_jax.pipeline import StgrSource, TfdsSource
-from visd_jax.text import load_tokenizer
+from visd_jax.text import has_tokenizer_files, load_tokenizer
 
 
 def build_model(cfg, mesh):
@@ -22,14 +22,27 @@ def build_model(cfg, mesh):
     m = cfg.model
     param_dtype, dtype = getattr(jnp, m.param_dtype), getattr(jnp, m.dtype)
     if m.path:
+        if not has_tokenizer_files(epath.Path(m.path)):
+            raise FileNotFoundError(f"model.path {m.path} has no tokenizer files (tokenizer_config.json and "
+                                    f"tokenizer.json): download them with the checkpoint")
         model = load_hf_checkpoint(m.path, mesh=mesh, dtype=param_dtype, compute_dtype=dtype, remat=m.remat,
                                    scan_layers=m.scan_layers)
-        from transformers import AutoTokenizer
-
-        return model, AutoTokenizer.from_pretrained(m.path), str(m.path)
+        return model, load_tokenizer(m.path), str(m.path)
     model = Qwen25VL.create(Qwen25VLConfig.preset(m.preset), mesh=mesh, seed=cfg.seed,
                             param_dtype=param_dtype, dtype=dtype, remat=m.remat, scan_layers=m.scan_layers)
     return model, load_tokenizer(), None
+
+
+def check_token_ids(config, ids, where) -> None:
+    """The model's media token ids (config.json) must be the tokenizer's: a mismatch would
+    make every prompt's vision block invisible to the model."""
+    pairs = {"image_token_id": ids.image_pad, "video_token_id": ids.video_pad,
+             "vision_start_token_id": ids.vision_start, "vision_end_token_id": ids.vision_end}
+    wrong = [f"{k}={getattr(config, k)} but the tokenizer has {v}" for k, v in pairs.items()
+             if getattr(config, k) != v]
+    if wrong:
+        raise ValueError(f"the model config and the tokenizer{f' of {where}' if where else ''} disagree: "
+                         + "; ".join(wrong))
 
 
 def build_data(cfg, workdir):

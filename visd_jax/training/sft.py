@@ -69,10 +69,10 @@ def privileged_ids(batch: dict, rows, *, tokenizer, marker: int, max_claims: int
     return out
 
 
-def prompted_rows(batch: dict, rows, kind: str, *, source, example_cfg, buckets, max_frames: int):
+def prompted_rows(batch: dict, rows, kind: str, *, source, example_cfg, buckets, max_frames: int, pad_id: int):
     """(prompt ids, videos) of `rows` rebuilt with visual prompt `kind` and its hint."""
     metas = [batch["meta"][b] for b in rows]
     pb = prompted_batch(source, metas, kind, example_cfg, batch_size=len(rows), buckets=buckets,
-                        max_frames=max_frames)
+                        max_frames=max_frames, pad_id=pad_id)
     idx = list(range(len(rows)))
     return inputs.prompt_ids_of(pb, idx), inputs.videos_for_rows(pb, idx)

@@ -50,8 +50,10 @@ def completion_hidden(model, ids, mask, pixels, seconds, grid, t: int):
     """Final hidden states at the positions that predict the last `t` tokens: [B, t, D].
 
     `grid` is static: a tuple of video blocks, or an `inputs.MediaGrid` when images are in."""
-    hidden = model(ids, attention_mask=mask, return_hidden=True, **split_media(pixels, seconds, grid))
     length = ids.shape[1]
+    # media only in the prompt: a vision token sampled into a completion stays text
+    hidden = model(ids, attention_mask=mask, return_hidden=True, media_end=length - t,
+                   **split_media(pixels, seconds, grid))
     return jax.lax.dynamic_slice_in_dim(hidden, length - t - 1, t, axis=1)
 
 

@@ -34,7 +34,8 @@ from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read
 from visd_jax.training.rollouts import rollout, subset, teacher_seq
 from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lambda
 from visd_jax.training.selector import make_selector
-from visd_jax.training.setup import build_data, build_model, flat_state, unflat_state
+from visd_jax.text import special_ids
+from visd_jax.training.setup import build_data, build_model, check_token_ids, flat_state, unflat_state
 from visd_jax.training.step import Seq, Steps, score_fn
 from visd_jax.training.checkpoint import Checkpointer
 from visd_jax.training.judging import make_judge
@@ -60,8 +61,11 @@ class Trainer:
 
         model, self.tokenizer, tok_dir = build_model(cfg, self.mesh)
         self.graphdef, params = nnx.split(model)
-        conv = self.tokenizer.convert_tokens_to_ids
-        self.pad_id, self.eos_id = conv("<|endoftext|>"), conv("<|im_end|>")
+        # every special id from the tokenizer in use (a checkpoint's: 151643..), stop ids from
+        # its generation_config.json; eos_id ends a chat turn (SFT targets, teacher marker)
+        self.ids = special_ids(self.tokenizer, tok_dir)
+        check_token_ids(model.config, self.ids, tok_dir)
+        self.pad_id, self.eos_id = self.ids.pad, self.ids.im_end
         self.special = frozenset(int(i) for i in self.tokenizer.all_special_ids)
 
         d = cfg.data
@@ -112,7 +116,7 @@ class Trainer:
                            alpha=cfg.coach.alpha, ema_decay=v.ema_decay)
         self.selector = make_selector(cfg.coach.selector)
         self.judge = make_judge(cfg, policy_model_of=self._model, policy_tokenizer=self.tokenizer, mesh=self.mesh,
-                                pad_id=self.pad_id, stop_ids=(self.eos_id,)) if self.rl_mode in VISD_MODES else None
+                                pad_id=self.pad_id, stop_ids=self.ids.stop) if self.rl_mode in VISD_MODES else None
         self.key = jax.random.key(cfg.seed)
         self.ckpt = Checkpointer(self.workdir / "checkpoints", every=cfg.checkpoint.every,
                                  keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
@@ -226,7 +230,7 @@ class Trainer:
             kinds = sorted({k for c in self.selector.candidates([batch["meta"][b] for b in rows]) for k in c})
             kind = sft.view_kind(step, seed=cfg.seed, kinds=kinds)
             ids, v = sft.prompted_rows(batch, rows, kind, source=self.source, example_cfg=self.example_cfg,
-                                       buckets=self.buckets, max_frames=cfg.data.max_frames)
+                                       buckets=self.buckets, max_frames=cfg.data.max_frames, pad_id=self.pad_id)
         else:
             ids = inputs.prompt_ids_of(batch, rows)
         # each view pads to the tightest of the run's prompt buckets: raw batches stay short
@@ -256,9 +260,9 @@ class Trainer:
         def do_rollout(b, rws, k):
             return rollout(self._model(), b, rws, key=k, num_samples=r.num_generations,
                            max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                           top_k=r.top_k or None, stop_ids=(self.eos_id,), pad_id=self.pad_id,
+                           top_k=r.top_k or None, stop_ids=self.ids.stop, pad_id=self.pad_id,
                            token_buckets=self.token_buckets, tokenizer=self.tokenizer, special=self.special,
-                           progress=progress)
+                           progress=progress, banned_ids=self.ids.media)
 
         raw = do_rollout(batch, rows, jax.random.fold_in(key, 0))
         times["time/rollout"] = time.perf_counter() - t0
