@@ -54,3 +54,29 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "torch" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(tmp_path_factory):
+    """The real Qwen2/Qwen2.5 tokenizer (151,643 BPE tokens + special ids from 151643), offline."""
+    from tests.realqwen import build_qwen_tokenizer
+
+    return build_qwen_tokenizer(tmp_path_factory.mktemp("qwen_tok"))
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint(tmp_path_factory, qwen_tokenizer_dir):
+    """`qwen_checkpoint(tie)`: a tiny random Qwen2.5-VL directory saved by transformers with the
+    real vocabulary, token ids, tokenizer, generation_config and hub config.json layout."""
+    pytest.importorskip("torch")
+    from tests.realqwen import write_tiny_checkpoint
+
+    made = {}
+
+    def get(tie: bool = False):
+        if tie not in made:
+            made[tie] = write_tiny_checkpoint(tmp_path_factory.mktemp(f"qwen_tiny_tie{int(tie)}"),
+                                              tie_word_embeddings=tie, tokenizer_dir=qwen_tokenizer_dir)
+        return made[tie]
+
+    return get

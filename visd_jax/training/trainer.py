@@ -364,6 +364,8 @@ class Trainer:
                 t = time.perf_counter()
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
+                m["data/bad_records"] = float(sum(it.report()["bad"] for it in (self.sft_iter, self.rl_iter)
+                                                  if it is not None))
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
