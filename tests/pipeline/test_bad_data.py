@@ -51,3 +51,11 @@ def test_bad_share_above_the_bound_stops_and_at_the_bound_trains(synth, tmp_path
     for _ in range(n):
         next(it)
     assert it.report()["bad"] > 0 and it.report()["good"] >= n
+
+
+def test_a_non_utf8_line_is_one_bad_record_named_by_file_and_line(synth, tmp_path):
+    good = [json.dumps(r).encode() for r in synth.records()[:2]]
+    (tmp_path / "a.jsonl").write_bytes(good[0] + b"\n" + b'{"id": "x\xff"}\n' + good[1] + b"\n")
+    src = P.StgrSource(tmp_path / "a.jsonl", synth.video_root)
+    assert len(src) == 3 and src[0]["error"] is None and src[2]["error"] is None
+    assert src[1]["error"] == f"{tmp_path / 'a.jsonl'}:2: not UTF-8 (byte 0xff at column 10)"

@@ -2,14 +2,16 @@
 
 Each source maps an index to `{"index", "record", "media"}` where `media` is a file path
 or the encoded bytes. A line that is not valid JSON becomes `{"record": None,
-"error": reason}` so the pipeline reports it like any other bad record. Sources are
-picklable (grain's worker processes receive them).
+"error": reason}` (with its file and line) so the pipeline reports it like any other bad
+record. Sources are picklable (grain's worker processes receive them).
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+
+from visd_jax.pipeline import release
 
 
 def _media_key(rec) -> str | None:
@@ -19,34 +21,58 @@ def _media_key(rec) -> str | None:
 
 
 class StgrSource:
-    """STGR annotations (a JSON list or JSONL) plus the folder their media paths live in."""
+    """STGR annotations (a JSON list or JSONL) plus the folders their media live in.
 
-    def __init__(self, annotations: str | os.PathLike, video_root: str | os.PathLike | None = None):
+    Records in the releases' format (`video_path` / `image_path` under a root chosen by
+    `source`, key frames with image `path`s) are normalised on access (`release.normalize`);
+    `media_roots` / `keyframe_roots` map sources to folders (`release.parse_roots`), relative
+    ones taken from `video_root` (default: the annotations' folder)."""
+
+    def __init__(self, annotations: str | os.PathLike, video_root: str | os.PathLike | None = None, *,
+                 media_roots=None, keyframe_roots=None):
         self.annotations = pathlib.Path(annotations)
         if not self.annotations.is_file():
             raise FileNotFoundError(f"annotations file {self.annotations} does not exist")
         self.video_root = pathlib.Path(video_root) if video_root else self.annotations.parent
-        text = self.annotations.read_text()
+        self.media_roots = release.parse_roots(media_roots)
+        self.keyframe_roots = release.parse_roots(keyframe_roots)
+        raw = self.annotations.read_bytes()
         self._items: list[tuple[object, str | None]] = []
-        if text.lstrip().startswith("["):
+        if raw.lstrip().startswith(b"["):
             try:
-                self._items = [(r, None) for r in json.loads(text)]
+                self._items = [(r, None) for r in json.loads(raw.decode("utf-8"))]
+            except UnicodeDecodeError as e:
+                line = raw[: e.start].count(b"\n") + 1
+                raise ValueError(f"annotations {self.annotations}:{line}: not UTF-8 (byte "
+                                 f"{raw[e.start]:#04x} at offset {e.start})") from e
             except json.JSONDecodeError as e:
                 raise ValueError(f"annotations {self.annotations}: not valid JSON: {e}") from e
+            if not all(isinstance(r, dict) for r, _ in self._items):
+                raise ValueError(f"annotations {self.annotations}: a JSON list of records (objects) is needed")
         else:
-            for n, line in enumerate(text.splitlines(), 1):
+            # line by line: one undecodable or broken line is one bad record, named by line
+            for n, line in enumerate(raw.split(b"\n"), 1):
                 if not line.strip():
                     continue
                 try:
-                    self._items.append((json.loads(line), None))
+                    self._items.append((json.loads(line.decode("utf-8")), None))
+                except UnicodeDecodeError as e:
+                    self._items.append((None, f"{self.annotations}:{n}: not UTF-8 (byte {line[e.start]:#04x} "
+                                              f"at column {e.start + 1})"))
                 except json.JSONDecodeError as e:
                     self._items.append((None, f"{self.annotations}:{n}: invalid JSON ({e.msg})"))
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def record(self, index: int):
+        """The record at `index` in our schema (release fields normalised), or None."""
+        rec, _ = self._items[index]
+        return release.normalize(rec, media_roots=self.media_roots, keyframe_roots=self.keyframe_roots)
+
     def __getitem__(self, index: int) -> dict:
-        rec, err = self._items[index]
+        _, err = self._items[index]
+        rec = self.record(index)
         key = _media_key(rec)
         media = None
         if key and isinstance(rec.get(key), str):

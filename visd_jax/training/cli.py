@@ -33,20 +33,31 @@ def main(experiment_file: str, argv=None) -> None:
             print("error: config.workdir is empty; give --config.workdir=PATH (gs://... on TPU)", file=sys.stderr)
             sys.exit(2)
         logging.getLogger("absl").setLevel(logging.WARNING)
-        trainer = Trainer(cfg)
-        print(f"visd-jax: mode={cfg.mode} variant={cfg.get('variant', '?')} devices={trainer.mesh.devices.size} "
-              f"steps={trainer.total} (sft {trainer.sft_steps}, rl {trainer.rl_steps}) "
-              f"workdir={trainer.workdir}" + (f" resuming at step {trainer.start}" if trainer.start else ""),
-              flush=True)
-        rows = trainer.run()
-        rl = [r for r in rows if "reward/total" in r]
-        summary = {"steps": len(rows), "workdir": str(trainer.workdir)}
-        if rl:
-            k = max(1, len(rl) // 10)
-            summary["reward_first_10pct"] = sum(r["reward/total"] for r in rl[:k]) / k
-            summary["reward_last_10pct"] = sum(r["reward/total"] for r in rl[-k:]) / k
-        print("done: " + json.dumps(summary), flush=True)
-        print(f"metrics: {trainer.workdir / 'metrics.jsonl'}  tensorboard: {trainer.workdir / 'tensorboard'}  "
-              f"reward curve: {trainer.workdir / 'rewards.png'}", flush=True)
+        from visd_jax.pipeline import NoUsableRecords
+
+        try:
+            _train(Trainer, cfg)
+        except (NoUsableRecords, FileNotFoundError) as e:  # the data or the checkpoint, not a bug
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
 
     app.run(run, argv=argv)
+
+
+def _train(Trainer, cfg) -> None:
+    """Runs the job and prints its start line and summary."""
+    trainer = Trainer(cfg)
+    print(f"visd-jax: mode={cfg.mode} variant={cfg.get('variant', '?')} devices={trainer.mesh.devices.size} "
+          f"steps={trainer.total} (sft {trainer.sft_steps}, rl {trainer.rl_steps}) "
+          f"workdir={trainer.workdir}" + (f" resuming at step {trainer.start}" if trainer.start else ""),
+          flush=True)
+    rows = trainer.run()
+    rl = [r for r in rows if "reward/total" in r]
+    summary = {"steps": len(rows), "workdir": str(trainer.workdir)}
+    if rl:
+        k = max(1, len(rl) // 10)
+        summary["reward_first_10pct"] = sum(r["reward/total"] for r in rl[:k]) / k
+        summary["reward_last_10pct"] = sum(r["reward/total"] for r in rl[-k:]) / k
+    print("done: " + json.dumps(summary), flush=True)
+    print(f"metrics: {trainer.workdir / 'metrics.jsonl'}  tensorboard: {trainer.workdir / 'tensorboard'}  "
+          f"reward curve: {trainer.workdir / 'rewards.png'}", flush=True)

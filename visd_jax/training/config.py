@@ -27,10 +27,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = dict(
         source="synthetic",        # synthetic | stgr | tfds
         annotations="", video_root="", tfds_name="", split="train",
+        # release records (video_path / image_path, key_frames[].path): roots by `source`, as
+        # "STR=dir,STR_plm=dir2,gqa=dir3" or one directory; relative ones under video_root
+        media_roots="", keyframe_roots="",
         # synthetic_images: add the set's visual-QA image records (one per clip)
         synthetic_examples=64, synthetic_seed=0, cache_dir="", synthetic_images=False,
         fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
+        # stop (with the reasons) once more than this share of the records read were bad
+        max_bad_fraction=0.5,
         # prompt-length buckets (each one a compiled program); () = powers of two up to max
         token_buckets=(),
     )
@@ -69,6 +74,16 @@ def _nonneg(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
 
+def _roots_ok(v) -> bool:
+    from visd_jax.pipeline.release import parse_roots
+
+    try:
+        parse_roots(v)
+    except ValueError:
+        return False
+    return True
+
+
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("mode", lambda v: v in MODES, f"one of {MODES}"),
     ("model.param_dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
@@ -79,6 +94,9 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.min_frames", _positive_int, "a positive int"),
     ("data.max_frames", _positive_int, "a positive int"),
     ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+    ("data.max_bad_fraction", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
+    ("data.media_roots", lambda v: isinstance(v, (str, dict)) and _roots_ok(v), "source=dir,... or one directory"),
+    ("data.keyframe_roots", lambda v: isinstance(v, (str, dict)) and _roots_ok(v), "source=dir,... or one directory"),
     ("data.token_buckets", lambda v: isinstance(v, tuple) and all(isinstance(b, int) and b > 0 for b in v)
      and list(v) == sorted(set(v)), "increasing positive ints, or () for powers of two"),
     ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),

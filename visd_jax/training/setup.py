@@ -56,7 +56,8 @@ def build_data(cfg, workdir):
                            images=d.synthetic_images)
         return StgrSource(ds.annotations, ds.video_root)
     if d.source == "stgr":
-        return StgrSource(d.annotations, d.video_root or None)
+        return StgrSource(d.annotations, d.video_root or None, media_roots=d.media_roots or None,
+                          keyframe_roots=d.keyframe_roots or None)
     return TfdsSource(d.tfds_name, split=d.split)
 
 

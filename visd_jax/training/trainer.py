@@ -88,6 +88,7 @@ class Trainer:
         pipe = lambda bs, seed: PipelineConfig(  # noqa: E731
             example=ExampleConfig(**{**self.example_cfg.__dict__, "max_patches": max_patches}),
             buckets=self.buckets, batch_size=bs, policy=d.bad_records, seed=seed, num_epochs=None,
+            max_bad_fraction=d.max_bad_fraction,
             drop_remainder=True, workers=d.num_workers, shard_index=0, shard_count=1)
         self.sft_iter = make_iterator(self.source, pipe(cfg.sft.batch_size, cfg.seed + 1)) if self.sft_steps else None
         self.rl_iter = make_iterator(self.source, pipe(cfg.rl.prompts_per_step, cfg.seed)) if self.rl_steps else None
