@@ -27,11 +27,15 @@ def _real_config(tmp_path, ckpt, mode, **kw):
 # Each run is an SFT step then RL steps, so `sft` is in both; visd_coach's RL step holds every
 # piece of visioncoach's (coach, prompted rollouts, NLL) and visd's (judge, teacher signal).
 # All five modes ran here once (sft 38 s, gspo 54, visioncoach 50, visd 41, visd_coach 50 on
-# 2 cores); CI keeps the two that cover them.
-@pytest.mark.parametrize("mode,tie", [("gspo", True), ("visd_coach", False)])
-def test_every_mode_on_a_real_tokenizer_checkpoint(tmp_path, qwen_checkpoint, mode, tie):
+# 2 cores); CI keeps the two that cover them, one of them on the release's recipe (every
+# frame an image block: twice the vision tokens, hence the larger bucket).
+@pytest.mark.parametrize("mode,tie,recipe", [("gspo", True, "release"), ("visd_coach", False, "ours")])
+def test_every_mode_on_a_real_tokenizer_checkpoint(tmp_path, qwen_checkpoint, mode, tie, recipe):
     ckpt = qwen_checkpoint(tie)
     cfg = _real_config(tmp_path, ckpt, mode)
+    cfg.recipe = recipe
+    if recipe == "release":
+        cfg.data.update(token_buckets=(1024,), max_prompt_tokens=1024)
     run = Trainer(cfg)
     assert run.ids.video_pad == 151656 and run.ids.pad == 151643
     assert run.ids.stop == (151645, 151643)  # generation_config.json's eos ids

@@ -27,6 +27,7 @@ from visd_jax.pipeline.records import RecordError, check_against_video, check_sc
 MERGE = 4  # 2x2 spatial merge: merged tokens per frame group = gh * gw / 4
 TEMPORAL_PATCH = 2
 PROMPT_KINDS = ("raw", "circle", "darken", "numbers", "attention")
+RECIPES = ("ours", "release")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,12 @@ class ExampleConfig:
     max_tokens: int = 4096  # examples longer than this (or max_patches) are bad records
     max_patches: int = 16384
     tokenizer_dir: str | None = None
+    # "ours": one vision block per 2-frame temporal patch; "release": every frame its own
+    # image block with the release's captions, prompts and hints (pipeline/release_input.py)
+    recipe: str = "ours"
+    image_min_pixels: int | None = None  # None: min_pixels / max_pixels (the release: 3136,
+    image_max_pixels: int | None = None  # 200704 for images; 100352, 105369 for video frames)
+    max_key_frames: int = 8  # release: key-frame images inserted into a video, at most
     # FFmpeg threads per decode. None: the loader shares the cores among the decoders it
     # runs at once (workers x read threads); 0: FFmpeg's own count; n: exactly n.
     decode_threads: int | None = None
@@ -55,8 +62,16 @@ class ExampleConfig:
                              f"{self.min_frames}, {self.max_frames}")
         if self.max_boxes < 1:
             raise ValueError(f"max_boxes must be >= 1, got {self.max_boxes}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
         if self.decode_threads is not None and self.decode_threads < 0:
             raise ValueError(f"decode_threads must be None or >= 0, got {self.decode_threads}")
+
+
+    @property
+    def frame_slots(self) -> int:
+        """Frames per example after padding: sampled ones plus the release's key frames."""
+        return self.max_frames + (self.max_key_frames if self.recipe == "release" else 0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,8 +91,8 @@ def _load_image(media, rid: str, cfg: ExampleConfig) -> np.ndarray:
         img = img.convert("RGB")
     except (OSError, UnidentifiedImageError) as e:
         raise RecordError(rid, f"undecodable image: {e}") from e
-    h, w = video.smart_resize(img.height, img.width, min_pixels=cfg.min_pixels,
-                              max_pixels=cfg.max_pixels)
+    h, w = video.smart_resize(img.height, img.width, min_pixels=cfg.image_min_pixels or cfg.min_pixels,
+                              max_pixels=cfg.image_max_pixels or cfg.max_pixels)
     arr = np.asarray(img.resize((w, h), Image.BICUBIC), np.uint8)
     return np.stack([arr, arr])  # one temporal patch
 
@@ -127,15 +142,21 @@ def tokenize_prompt(rec: dict, *, task: str, question: str, group_times, tokens_
     """Chat-template ids with each single pad token expanded to `tokens_per_group` copies."""
     messages = [{"role": "system", "content": text.system_prompt(task)},
                 {"role": "user", "content": _user_content(rec, group_times, question)}]
+    return _template_ids(messages, tokenizer, "<|image_pad|>" if group_times is None else "<|video_pad|>",
+                         blocks=1 if group_times is None else len(group_times),
+                         tokens_per_block=tokens_per_group, rid=record_id(rec))
+
+
+def _template_ids(messages, tokenizer, pad_token: str, *, blocks: int, tokens_per_block: int,
+                  rid: str) -> np.ndarray:
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = np.asarray(tokenizer(rendered, add_special_tokens=False)["input_ids"], np.int32)
     # the loaded tokenizer's own pad id: a checkpoint's is 151656, the tiny one's 1013
-    pad = tokenizer.convert_tokens_to_ids("<|image_pad|>" if group_times is None else "<|video_pad|>")
+    pad = tokenizer.convert_tokens_to_ids(pad_token)
     n_blocks = int((ids == pad).sum())
-    want = 1 if group_times is None else len(group_times)
-    if n_blocks != want:  # a question containing a literal pad token string, say
-        raise RecordError(record_id(rec), f"prompt has {n_blocks} vision blocks, expected {want}")
-    reps = np.where(ids == pad, tokens_per_group, 1)
+    if n_blocks != blocks:  # a question containing a literal pad token string, say
+        raise RecordError(rid, f"prompt has {n_blocks} vision blocks, expected {blocks}")
+    reps = np.where(ids == pad, tokens_per_block, 1)
     return np.repeat(ids, reps)
 
 
@@ -173,6 +194,9 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
                  else int(round(duration * source_fps)))
         check_against_video(rec, duration=duration, num_frames=total,
                             frame_interval=1.0 / max(source_fps, 1e-6))
+    if cfg.recipe == "release":
+        return _release_example(rec, rid, item.get("index"), cfg, None if is_image else clip,
+                                frames if is_image else None)
     t, h, w, _ = frames.shape
     boxes, box_valid, key_mask = _key_boxes(rec, times, w, h, source_fps, cfg.max_boxes, rid)
     question = rec["question"]
@@ -219,4 +243,57 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
                  "duration": float(duration), "prompt": cfg.prompt,
                  "key_frames": rec.get("key_frames", []),
                  "key_items": rec.get("key_items", {})},
+    }
+
+
+def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image) -> dict:
+    """`make_example` for `recipe="release"`: frames as captioned image blocks (video), or
+    the one image, with the release's system prompt and hint (pipeline/release_input.py)."""
+    from visd_jax.pipeline import release_input as ri
+    from visd_jax.text import load_tokenizer
+    from visd_jax.text import release as rtext
+
+    question = rec["question"] + (rtext.HINTS[cfg.prompt] if cfg.prompt != "raw" else "")
+    if clip is None:  # visual QA: one image block as ours; the release prompts no image
+        frames, fl = image, None
+        times = np.zeros((1,), np.float64)
+        boxes, valid, key_mask = _key_boxes(rec, np.zeros((1,)), image.shape[2], image.shape[1], 1.0,
+                                            cfg.max_boxes, rid)
+        key_mask = np.zeros_like(key_mask)
+    else:
+        fl = ri.frame_list(clip, rec, rid)
+        if int(fl.inserted.sum()) > cfg.max_key_frames:
+            raise RecordError(rid, f"{int(fl.inserted.sum())} key-frame images exceed max_key_frames="
+                                   f"{cfg.max_key_frames}")
+        frames, times = fl.frames, fl.times
+        boxes, valid, key_mask = ri.key_boxes(fl, rec, cfg.max_boxes, rid)
+    if cfg.prompt != "raw" and key_mask.any():  # key-frame images only (none without paths)
+        frames = np.asarray(_jit_apply(cfg.prompt)(frames, boxes=boxes, box_mask=valid, frame_mask=key_mask,
+                                                   numbers=np.arange(len(frames)) + 1))
+    if clip is None:
+        patches, grid = video.patchify(frames, normalize=False)
+        patches, grid = np.asarray(patches, np.uint8), np.asarray(grid, np.int32)
+    else:
+        patches, grid = ri.frames_as_images(frames)
+    n_img, gh, gw = (int(v) for v in grid)
+    messages = [{"role": "system", "content": rtext.SYSTEM_PROMPTS[rec["task"]]},
+                {"role": "user", "content": ri.user_content(fl, question)}]
+    ids = _template_ids(messages, load_tokenizer(cfg.tokenizer_dir), "<|image_pad|>",
+                        blocks=1 if clip is None else n_img, tokens_per_block=gh * gw // MERGE, rid=rid)
+    if len(ids) > cfg.max_tokens or len(patches) > cfg.max_patches:
+        raise RecordError(rid, f"{len(ids)} tokens / {len(patches)} patches exceed the largest "
+                               f"bucket ({cfg.max_tokens} / {cfg.max_patches})")
+    h, w = frames.shape[1:3]
+    duration = 0.0 if clip is None else float(clip.duration)
+    return {
+        "input_ids": ids, "patches": patches, "grid_thw": grid,
+        "frame_times": np.asarray(times, np.float32), "key_frame_mask": key_mask,
+        "boxes": boxes, "box_valid": valid, "second_per_grid": np.float32(0.0),
+        "meta": {"id": rid, "index": index, "task": rec["task"], "question": question,
+                 "answer": rec["answer"], "media": "image" if clip is None else "frames",
+                 **({"image_size": list(rec.get("image_size") or [int(w), int(h)]),
+                     "image_size_refine": [int(w), int(h)]} if clip is None
+                    else {"image_size": [int(w), int(h)]}),
+                 "duration": duration, "prompt": cfg.prompt,
+                 "key_frames": rec.get("key_frames", []), "key_items": rec.get("key_items", {})},
     }

@@ -173,7 +173,7 @@ class _BatchIterator(grain.DatasetIterator):
         if not examples or (c.drop_remainder and len(examples) < c.batch_size):
             raise StopIteration
         return pad_batch(examples, batch_size=c.batch_size, buckets=c.buckets,
-                         max_frames=c.example.max_frames, pad_id=self._pad_id)
+                         max_frames=c.example.frame_slots, pad_id=self._pad_id)
 
     def get_state(self):
         return self._parent.get_state()

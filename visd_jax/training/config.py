@@ -20,6 +20,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.workdir = "workdir/visd_v5e_local"
     c.mode = "visd_coach"
+    # what the model is fed: "ours" (a vision block per 2-frame patch) or "release" (each frame
+    # an image block with the VisionCoach / Open-o3 Video trainer's captions, prompts, hints)
+    c.recipe = "ours"
 
     c.mesh = dict(data=-1, fsdp=1, tensor=1, axis_types="auto")
     c.model = dict(preset="tiny", path="", param_dtype="float32", dtype="float32", remat=False,
@@ -36,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
         # stop (with the reasons) once more than this share of the records read were bad
         max_bad_fraction=0.5,
+        # 0: the video budget; the release: 3136 .. 200704 for images
+        image_min_pixels=0, image_max_pixels=0,
+        max_key_frames=8,  # release recipe: key-frame images a video may add
         # prompt-length buckets (each one a compiled program); () = powers of two up to max
         token_buckets=(),
     )
@@ -86,6 +92,10 @@ def _roots_ok(v) -> bool:
 
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("mode", lambda v: v in MODES, f"one of {MODES}"),
+    ("recipe", lambda v: v in ("ours", "release"), "ours or release"),
+    ("data.image_min_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.min_pixels)"),
+    ("data.image_max_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.max_pixels)"),
+    ("data.max_key_frames", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("model.param_dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     ("model.dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     ("data.source", lambda v: v in ("synthetic", "stgr", "tfds"), "synthetic, stgr or tfds"),

@@ -95,6 +95,10 @@ def videos_for_rows(batch: dict, rows: Sequence[int]) -> Videos:
         if n == 0:
             continue
         pix.append(batch["patches"][b, :n])
+        if batch["meta"][b].get("media") == "frames":  # release recipe: every frame an image
+            blocks += [(1, int(g[1]), int(g[2]))] * int(g[0])
+            kinds += ["image"] * int(g[0])
+            continue
         if is_image_row(batch, b):
             blocks.append((1, int(g[1]), int(g[2])))
             kinds.append("image")

@@ -71,11 +71,17 @@ class Trainer:
         d = cfg.data
         self.example_cfg = ExampleConfig(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
                                          max_pixels=d.max_pixels, min_pixels=d.min_pixels,
-                                         tokenizer_dir=tok_dir, max_tokens=d.max_prompt_tokens)
+                                         tokenizer_dir=tok_dir, max_tokens=d.max_prompt_tokens,
+                                         recipe=cfg.recipe, image_min_pixels=d.image_min_pixels or None,
+                                         image_max_pixels=d.image_max_pixels or None,
+                                         max_key_frames=d.max_key_frames)
         self.token_buckets = tuple(d.token_buckets) or tuple(
             b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384) if b < d.max_prompt_tokens
         ) + (d.max_prompt_tokens,)
-        max_patches = d.max_frames * d.max_pixels // (14 * 14) + 4 * d.max_frames
+        # ours: a 2-frame patch per 196 pixels of a frame pair; release: each frame (and key
+        # frame) an image of its own, twice the patches; images may have their own budget
+        slots = self.example_cfg.frame_slots
+        max_patches = max(slots * d.max_pixels, d.image_max_pixels) // (14 * 14) + 4 * slots
         self.buckets = Buckets(tokens=self.token_buckets, patches=(max_patches,))
         self.sft_prompt_buckets = tuple(sorted(set(self.token_buckets) | {128, 256, 512, 1024, 2048}))
         self.source = build_data(cfg, self.workdir)
@@ -231,7 +237,7 @@ class Trainer:
             kinds = sorted({k for c in self.selector.candidates([batch["meta"][b] for b in rows]) for k in c})
             kind = sft.view_kind(step, seed=cfg.seed, kinds=kinds)
             ids, v = sft.prompted_rows(batch, rows, kind, source=self.source, example_cfg=self.example_cfg,
-                                       buckets=self.buckets, max_frames=cfg.data.max_frames, pad_id=self.pad_id)
+                                       buckets=self.buckets, max_frames=self.example_cfg.frame_slots, pad_id=self.pad_id)
         else:
             ids = inputs.prompt_ids_of(batch, rows)
         # each view pads to the tightest of the run's prompt buckets: raw batches stay short
@@ -282,7 +288,7 @@ class Trainer:
             res = coach(raw, batch, do_rollout=lambda pb: do_rollout(pb, list(range(len(pb["meta"]))),
                                                                       jax.random.fold_in(key, 1)),
                         source=self.source, selector=self.selector, example_cfg=self.example_cfg,
-                        buckets=self.buckets, max_frames=cfg.data.max_frames, threshold=c.hard_threshold,
+                        buckets=self.buckets, max_frames=self.example_cfg.frame_slots, threshold=c.hard_threshold,
                         top_n=c.top_n, rule=c.candidate_rule, pad_id=self.pad_id,
                         token_buckets=self.token_buckets)
             out.update(res.stats)

@@ -39,6 +39,7 @@ class Clip(NamedTuple):
     duration: seconds, the video stream's duration (else the end of its last packet).
     source_fps: the stream's average frame rate.
     indices: [T] int64 source frame indices (presentation order) of the kept frames.
+    total_frames: frames in the stream, the count the indices were sampled from.
     """
 
     frames: np.ndarray
@@ -46,6 +47,7 @@ class Clip(NamedTuple):
     duration: float
     source_fps: float
     indices: np.ndarray | None = None
+    total_frames: int | None = None
 
 
 def _describe(source) -> str:
@@ -289,4 +291,5 @@ def load_video(
         duration=float(duration),
         source_fps=float(source_fps),
         indices=keep,
+        total_frames=int(total),
     )
