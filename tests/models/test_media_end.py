@@ -64,3 +64,11 @@ def test_banned_ids_are_never_sampled(model):
     toks, msk = np.asarray(out.tokens), np.asarray(out.mask).astype(bool)
     assert set(toks[msk].tolist()) <= allowed and msk.all()
     assert np.isfinite(np.asarray(out.logprobs)[msk]).all()
+
+
+def test_a_grid_per_video_over_split_blocks_is_an_error(model):
+    """Two (1, 6, 10) rows for row 0's one (2, 6, 10) block: the token count agrees, the block
+    count does not; M-RoPE would silently reuse grids."""
+    ids, mask, px = make_batch(seed=1)
+    with pytest.raises(ValueError, match="2 video blocks but video_grid_thw has 3 rows"):
+        model(ids, mask, px, np.array([[1, 6, 10], [1, 6, 10], [3, 4, 6]]), np.array([1.3, 1.3, 0.75], np.float32))

@@ -203,14 +203,31 @@ def load_hf_checkpoint(path, *, mesh: Mesh | None = None, dtype=jnp.float32, com
 
 
 # ---------------------------------------------------------------------------- writing
-def save_hf_checkpoint(model: Qwen25VL, path, *, max_shard_bytes: int = 5 * 2**30) -> None:
-    """Writes config.json and safetensors shards (+ index) that transformers loads back.
+# What a checkpoint directory holds besides weights and config.json: the tokenizer, its chat
+# template, the processor's settings and the generation config (the stop ids).
+COMPANION_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "chat_template.json",
+                   "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
+
+
+def save_hf_checkpoint(model: Qwen25VL, path, *, max_shard_bytes: int = 5 * 2**30,
+                       companions_from=None) -> None:
+    """Writes config.json and safetensors shards (+ index) that transformers loads back;
+    `companions_from` (the checkpoint the policy started from) gives the tokenizer, chat
+    template and generation config files copied next to them, so the directory is whole.
 
     Tensors are fetched to the host one at a time, so host memory peaks at one tensor.
     The files keep the parameters' dtype.
     """
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if companions_from is not None:
+        import shutil
+
+        for name in COMPANION_FILES:
+            src = pathlib.Path(companions_from) / name
+            if src.is_file():
+                shutil.copyfile(src, path / name)
     cfg = model.config
     state = nnx.state(model, nnx.Param)
     items = []  # (name, kind, fetch: () -> device array in our layout, HF shape, dtype)

@@ -141,6 +141,12 @@ class Qwen25VL(nnx.Module):
                 if grid is not None and n != want:
                     raise ValueError(f"input_ids hold {n} {what} tokens (id {token_id}) but the {what} "
                                      f"grids give {want} merged patches")
+                runs = media_runs(input_ids, token_id)
+                if grid is not None and runs != len(np.asarray(grid).reshape(-1, 3)):
+                    # M-RoPE takes one grid per block: a whole-video grid over several blocks
+                    # would reuse the last grid without a word
+                    raise ValueError(f"input_ids hold {runs} {what} blocks but {what}_grid_thw has "
+                                     f"{len(np.asarray(grid).reshape(-1, 3))} rows: give one grid per block")
         video = image = None
         if pixel_values_videos is not None:
             video = self.encode_video(jnp.asarray(pixel_values_videos), video_grid_thw)
@@ -203,6 +209,12 @@ def media_ids(ids_BxT, media_end: int | None):
     keep = np.arange(ids_BxT.shape[1]) < media_end
     return jnp.where(keep[None, :], ids_BxT, -1) if isinstance(ids_BxT, jax.Array) else np.where(
         keep[None, :], ids_BxT, -1)
+
+
+def media_runs(ids_BxT, token_id: int) -> int:
+    """Maximal runs of `token_id` in concrete ids, over all rows (one per vision block)."""
+    is_tok = np.asarray(ids_BxT) == token_id
+    return int((is_tok & ~np.pad(is_tok, ((0, 0), (1, 0)))[:, :-1]).sum())
 
 
 def media_token_counts(input_ids, token_id: int, grid, merge: int) -> tuple[int, int]:
