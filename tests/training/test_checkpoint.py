@@ -64,3 +64,36 @@ def test_relative_directory_works(tmp_path, mesh8, monkeypatch):
     assert step == 1 and meta == {"k": 1}
     np.testing.assert_array_equal(np.asarray(got["params"]["w"]), np.asarray(state["params"]["w"]))
     ck.close()
+
+
+def _flat(mesh, scale):
+    w = jax.device_put(jnp.arange(32.0).reshape(8, 4) * scale, named_sharding(mesh, ("embed", "mlp"), (8, 4)))
+    return {"['params']['w']": w, "['step']": jnp.int32(scale)}
+
+
+@pytest.mark.parametrize("damage", ["array_file", "metadata"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, mesh8, damage, caplog):
+    from visd_jax.training.checkpoint import restore_newest
+
+    ck = Checkpointer(tmp_path, every=1, keep=3, async_save=False)
+    for s in (1, 2):
+        ck.save(s, _flat(mesh8, s), {"at": s})
+    ck.close()
+    newest = tmp_path / "2"
+    files = [f for f in (newest / "state").rglob("*") if f.is_file()]
+    victims = ([f for f in files if f.name == "_METADATA"] if damage == "metadata"
+               else [f for f in files if "/d/" in str(f)])
+    assert victims, sorted(map(str, files))
+    for f in victims:
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    ck = Checkpointer(tmp_path, every=1, keep=3)
+    step, flat, meta, missing = restore_newest(ck, _flat(mesh8, 0))
+    assert (step, meta, missing) == (1, {"at": 1}, [])
+    np.testing.assert_array_equal(np.asarray(flat["['params']['w']"]), np.arange(32.0).reshape(8, 4))
+    assert "checkpoint" in caplog.text and "/2 is damaged" in caplog.text
+    for f in (tmp_path / "1" / "state").rglob("*"):  # nothing intact left: a clear error
+        if f.is_file() and "/d/" in str(f):
+            f.write_bytes(b"")
+    with pytest.raises(RuntimeError, match="no checkpoint in .* restores"):
+        restore_newest(ck, _flat(mesh8, 0))
+    ck.close()

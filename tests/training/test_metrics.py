@@ -93,3 +93,20 @@ def test_plot_curves_writes_a_png(tmp_path):
     rows = [{"step": i, "reward": i / 10} for i in range(20)]
     out = plot_curves(rows, ["reward"], tmp_path / "reward.png")
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_torn_last_line_and_rows_past_the_resume_step_are_dropped(tmp_path):
+    """A kill mid-write leaves half a row; a resume from step 1 writes steps 2.. again."""
+    w = MetricsWriter(tmp_path, tensorboard=False)
+    for s in (1, 2, 3):
+        w.write(s, {"r": 0.1 * s})
+    w.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "r": 0.')
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)))
+    w = MetricsWriter(tmp_path, tensorboard=False, resume_step=1)
+    w.write(2, {"r": 9.0})
+    w.close()
+    raw = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["r"]) for r in raw] == [(1, 0.1), (2, 9.0)]
+    assert [json.loads(x)["step"] for x in (tmp_path / "samples.jsonl").read_text().splitlines()] == [1]

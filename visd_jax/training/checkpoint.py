@@ -8,6 +8,7 @@ is how a restarted run finds where it was. Works on local paths and gs:// alike.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMismatch(ValueError):
+    """An intact checkpoint written by another model, optimizer or layout: never skipped."""
 
 
 class Checkpointer:
@@ -95,3 +102,54 @@ def abstract_like(tree: Any) -> Any:
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
     )
+
+
+def _fit(ckpt: Checkpointer, step: int, live: dict):
+    """(abstract target, names missing from the checkpoint, extra names) for restoring `step`
+    into the flat live state; CheckpointMismatch unless only the EMA teacher differs."""
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), live)
+    saved = ckpt.saved_shapes(step)
+    missing, extra = sorted(set(abstract) - set(saved)), sorted(set(saved) - set(abstract))
+    teacher = lambda names: all(n.startswith("['teacher']") for n in names)  # noqa: E731
+    wrong = [f"{n} {saved[n]} (this run: {abstract[n].shape})" for n in sorted(set(saved) & set(abstract))
+             if tuple(saved[n]) != tuple(abstract[n].shape)]
+    if wrong or not teacher(missing) or not teacher(extra):
+        raise CheckpointMismatch(
+            f"the checkpoint at step {step} in {ckpt.directory} does not fit this run (another model, "
+            f"optimizer or layer layout wrote it; give a fresh config.workdir): "
+            + "; ".join(x for x in (f"{len(wrong)} arrays of another shape, e.g. {wrong[:2]}" if wrong else "",
+                                    f"missing {len(missing)}, e.g. {missing[:2]}" if missing else "",
+                                    f"unexpected {len(extra)}, e.g. {extra[:2]}" if extra else "") if x))
+    return abstract, missing, extra
+
+
+def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
+    """(step, flat state, meta, teacher names that were missing) of the newest checkpoint
+    (before `below`) that restores; each damaged newer one (a truncated array file or
+    metadata) is logged with what was wrong and skipped. Only the EMA teacher may differ
+    from the live state: a run switching into a VISD mode starts its teacher from the
+    restored policy (SPEC 6); one switching out ignores the saved teacher."""
+    policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
+    damaged = []
+    for step in sorted((s for s in ckpt.all_steps() if below is None or s < below), reverse=True):
+        try:
+            abstract, missing, extra = _fit(ckpt, step, live)
+            for n in missing:
+                del abstract[n]
+            for n in extra:  # read (then dropped) in the placement of the params they mirror
+                abstract[n] = abstract[policy(n)]
+            flat, meta = ckpt.restore(step, abstract)
+        except CheckpointMismatch:
+            raise
+        except Exception as e:  # noqa: BLE001  whatever a damaged file makes orbax raise
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            log.warning("checkpoint %s/%d is damaged, trying an older one: %s", ckpt.directory, step, why)
+            damaged.append(f"step {step}: {why}")
+            continue
+        for n in extra:
+            del flat[n]
+        # a missing teacher holds the policy's arrays until the caller copies the policy
+        flat.update({n: flat[policy(n)] for n in missing})
+        return step, flat, meta, missing
+    raise RuntimeError(f"no checkpoint in {ckpt.directory} restores; move the directory away to start "
+                       f"afresh. " + "; ".join(damaged))

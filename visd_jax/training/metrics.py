@@ -7,6 +7,7 @@ and the PNG are views of the same values.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -18,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from etils import epath
 
 from visd_jax.training.tfevents import EventWriter
+
+log = logging.getLogger(__name__)
 
 
 def _plain(v):
@@ -35,15 +38,51 @@ def _plain(v):
 _NONFINITE = ("nan", "inf", "-inf")
 
 
-class MetricsWriter:
-    """Appends per-step metrics to `workdir/metrics.jsonl` and TensorBoard events."""
+def repair_jsonl(path, *, upto_step: int | None = None) -> int:
+    """Makes a run's JSON-lines file fit to append to: drops a torn last line (a kill
+    mid-write) and, on a resume from `upto_step`, the rows of later steps (the resumed run
+    writes them again). Returns the number of lines dropped; logs what and why."""
+    path = epath.Path(path)
+    if not path.exists():
+        return 0
+    text = path.read_text()
+    lines = text.split("\n")
+    torn = lines.pop() if lines else ""  # text after the last newline: a half-written row
+    keep, dropped = [], int(bool(torn.strip()))
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if upto_step is not None and isinstance(row, dict) and row.get("step", 0) > upto_step:
+            dropped += 1
+            continue
+        keep.append(line)
+    if dropped:
+        log.warning("%s: dropped %d line(s): a torn last row or rows past the resumed step %s",
+                    path, dropped, upto_step)
+        path.write_text("".join(x + "\n" for x in keep))
+    return dropped
 
-    def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True):
+
+class MetricsWriter:
+    """Appends per-step metrics to `workdir/metrics.jsonl` and TensorBoard events.
+
+    `resume_step`: the step a resumed run starts from; rows after it are dropped, as is a
+    torn last line, before anything is appended."""
+
+    def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None):
         self.enabled = enabled
         self.path = epath.Path(workdir) / "metrics.jsonl"
         self._tb = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                repair_jsonl(epath.Path(workdir) / name, upto_step=resume_step)
             self._f = self.path.open("a")
             if tensorboard:
                 self._tb = EventWriter(epath.Path(workdir) / "tensorboard")

@@ -37,7 +37,7 @@ from visd_jax.training.selector import make_selector
 from visd_jax.text import special_ids
 from visd_jax.training.setup import build_data, build_model, check_token_ids, flat_state, unflat_state
 from visd_jax.training.step import Seq, Steps, score_fn
-from visd_jax.training.checkpoint import Checkpointer
+from visd_jax.training.checkpoint import Checkpointer, restore_newest
 from visd_jax.training.judging import make_judge
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class Trainer:
                                  keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
         self.start = 0
         self._maybe_resume()
-        self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard)
+        self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard,
+                                     resume_step=self.start)
         self.progress = Progress(self.total, phases={"sft": self.sft_steps, "rl": self.rl_steps},
                                  enabled=self.main and cfg.log.progress)
 
@@ -143,38 +144,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _maybe_resume(self):
-        step = self.ckpt.latest_step()
-        if step is None:
+        """Restores the newest intact checkpoint; damaged newer ones are skipped with a warning."""
+        if self.ckpt.latest_step() is None:
             return
-        if step > self.sft_steps and self.sft_steps:  # the checkpoint holds the RL optimizer's state
+        if self.sft_steps and self.ckpt.latest_step() > self.sft_steps:  # it holds the RL optimizer's state
+            # (both optimizers are the same chain, so a fallback into SFT restores into it too)
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                                flat_state(self.state))
-        saved = self.ckpt.saved_shapes(step)
-        missing, extra = sorted(set(abstract) - set(saved)), sorted(set(saved) - set(abstract))
-        teacher = lambda names: all(n.startswith("['teacher']") for n in names)  # noqa: E731
-        wrong = [f"{n} {saved[n]} (this run: {abstract[n].shape})" for n in sorted(set(saved) & set(abstract))
-                 if tuple(saved[n]) != tuple(abstract[n].shape)]
-        if wrong or not teacher(missing) or not teacher(extra):
-            raise ValueError(
-                f"the checkpoint at step {step} in {self.ckpt.directory} does not fit this run (another model, "
-                f"optimizer or layer layout wrote it; give a fresh config.workdir): "
-                + "; ".join(x for x in (f"{len(wrong)} arrays of another shape, e.g. {wrong[:2]}" if wrong else "",
-                                        f"missing {len(missing)}, e.g. {missing[:2]}" if missing else "",
-                                        f"unexpected {len(extra)}, e.g. {extra[:2]}" if extra else "") if x))
-        # Only the teacher may differ: a run switching into a VISD mode from an SFT-only or
-        # GSPO checkpoint starts its teacher from the restored policy (SPEC 6); a run
-        # switching out of one ignores the saved teacher.
-        policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
-        for n in missing:
-            del abstract[n]
-        for n in extra:  # read (then dropped) in the placement of the params they mirror
-            abstract[n] = abstract[policy(n)]
-        flat, meta = self.ckpt.restore(step, abstract)
-        for n in extra:
-            del flat[n]
-        # a missing teacher holds the policy's arrays only until the copy just below
-        flat.update({n: flat[policy(n)] for n in missing})
+        step, flat, meta, missing = restore_newest(self.ckpt, flat_state(self.state))
         self.state = unflat_state(self.state, flat)
         if missing:
             self._teacher_from_policy()
