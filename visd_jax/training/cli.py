@@ -11,21 +11,39 @@ import logging
 import sys
 
 
+def _unknown_fields(experiment_file: str, argv) -> list[str]:
+    """Overrides naming no field of the chosen variant's config, before absl's parser
+    (whose answer is a long traceback) sees them."""
+    import importlib.util
+
+    from visd_jax.training.config import unknown_overrides
+
+    variant = next((a.split(":", 1)[1] for a in argv if a.startswith("--config=") and ":" in a), None)
+    spec = importlib.util.spec_from_file_location("_experiment", experiment_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return unknown_overrides(module.get_config(variant), argv)
+
+
 def main(experiment_file: str, argv=None) -> None:
     from absl import app
     from ml_collections import config_flags
 
+    unknown = _unknown_fields(experiment_file, sys.argv if argv is None else argv)
+    if unknown:
+        print("error: " + "; ".join(unknown), file=sys.stderr)
+        sys.exit(2)
     config = config_flags.DEFINE_config_file(
         "config", f"{experiment_file}:local", "experiment config file and variant (file.py:VARIANT)",
         lock_config=True)
 
     def run(_):
-        from visd_jax.training.config import validate
-        from visd_jax.training.trainer import Trainer
+        from visd_jax.training.config import check_paths, validate
 
         cfg = config.value
-        try:
+        try:  # before JAX or the trainer is imported: a bad value costs a second, not fifteen
             validate(cfg)
+            check_paths(cfg)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -34,6 +52,7 @@ def main(experiment_file: str, argv=None) -> None:
             sys.exit(2)
         logging.getLogger("absl").setLevel(logging.WARNING)
         from visd_jax.pipeline import NoUsableRecords
+        from visd_jax.training.trainer import Trainer
 
         try:
             _train(Trainer, cfg)

@@ -11,8 +11,9 @@ from typing import Any
 
 import ml_collections
 
+from visd_jax.training.selector import PROMPT_KINDS as SELECTOR_KINDS
+
 MODES = ("sft", "gspo", "visioncoach", "visd", "visd_coach")
-PROMPT_KINDS = ("raw", "circle", "darken", "numbers", "attention")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -81,7 +82,7 @@ def _nonneg(v) -> bool:
 
 
 def _roots_ok(v) -> bool:
-    from visd_jax.pipeline.release import parse_roots
+    from visd_jax.roots import parse_roots
 
     try:
         parse_roots(v)
@@ -101,8 +102,12 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.source", lambda v: v in ("synthetic", "stgr", "tfds"), "synthetic, stgr or tfds"),
     ("data.bad_records", lambda v: v in ("skip", "raise"), "skip or raise"),
     ("data.fps", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
-    ("data.min_frames", _positive_int, "a positive int"),
-    ("data.max_frames", _positive_int, "a positive int"),
+    ("data.min_frames", lambda v: _positive_int(v) and v >= 2, "an int >= 2 (one temporal patch)"),
+    ("data.max_frames", lambda v: _positive_int(v) and v % 2 == 0, "a positive even int (2-frame patches)"),
+    ("data.min_pixels", lambda v: isinstance(v, int) and v >= 28 * 28, "an int >= 784 (one 28x28 merge block)"),
+    ("data.max_pixels", lambda v: isinstance(v, int) and v >= 28 * 28, "an int >= 784 (one 28x28 merge block)"),
+    ("data.max_prompt_tokens", _positive_int, "a positive int"),
+    ("data.synthetic_examples", _positive_int, "a positive int"),
     ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("data.max_bad_fraction", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
     ("data.media_roots", lambda v: isinstance(v, (str, dict)) and _roots_ok(v), "source=dir,... or one directory"),
@@ -130,9 +135,10 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("coach.alpha", _nonneg, "a number >= 0"),
     ("coach.top_n", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("coach.candidate_rule", lambda v: v in ("answer", "total"), "answer (release) or total (paper)"),
+    # the selector's own list: a kind it cannot roll out is refused here, not after loading
     ("coach.selector", lambda v: v == "oracle" or (isinstance(v, str) and v.startswith("fixed:")
-                                                    and v[6:] in PROMPT_KINDS),
-     f"'oracle' or 'fixed:KIND' with KIND in {PROMPT_KINDS}"),
+                                                    and v[6:] in SELECTOR_KINDS),
+     f"'oracle' or 'fixed:KIND' with KIND in {SELECTOR_KINDS}"),
     ("visd.ema_decay", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
     ("visd.signal_mode", lambda v: v in ("topk", "sampled"), "topk or sampled"),
     ("visd.top_k", _positive_int, "a positive int"),
@@ -189,8 +195,60 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if cfg.data.source == "tfds":
         _check(bool(cfg.data.tfds_name), "data.tfds_name", cfg.data.tfds_name,
                "a TFDS dataset name when data.source='tfds'")
+    _check(cfg.data.min_pixels <= cfg.data.max_pixels, "data.min_pixels", cfg.data.min_pixels,
+           f"<= data.max_pixels ({cfg.data.max_pixels})")
     if str(cfg.workdir).startswith("gs://"):
         _check(gcs_available(), "workdir", cfg.workdir,
                "a gs:// work directory needs gcsfs (pip install -e '.[tpu]'; tpu/launch.py install does)")
     _check(cfg.sft.steps + cfg.rl.steps > 0, "rl.steps", cfg.rl.steps, "sft.steps + rl.steps must be > 0")
+    if cfg.workdir and "://" not in str(cfg.workdir):
+        _check(_writable_dir(str(cfg.workdir)), "workdir", cfg.workdir,
+               "a directory this process can create and write (it is a file, or not writable)")
     return cfg
+
+
+def check_paths(cfg) -> None:
+    """Checkpoint directories named by the config exist (the CLI's start-up check; `validate`
+    itself stays a check of values, so configs can be built for paths elsewhere)."""
+    import os
+
+    for field in ("model.path", "visd.judge_path"):
+        path = str(_get(cfg, field))
+        if path and "://" not in path:
+            _check(os.path.isfile(os.path.join(path, "config.json")), field, path,
+                   "a Hugging Face checkpoint directory (no config.json there)")
+
+
+def _writable_dir(path: str) -> bool:
+    import os
+
+    p = os.path.abspath(path)
+    if os.path.exists(p):
+        return os.path.isdir(p) and os.access(p, os.W_OK | os.X_OK)
+    parent = os.path.dirname(p)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK)
+
+
+def unknown_overrides(cfg, argv) -> list[str]:
+    """One line per `--config.FIELD=...` of `argv` naming no field, with the nearest names."""
+    import difflib
+
+    fields = []
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            fields.append(prefix + k)
+            if hasattr(v, "items"):  # ConfigDict (not a Mapping) or dict
+                walk(v, prefix + k + ".")
+
+    walk(cfg, "")
+    out = []
+    for arg in argv:
+        if arg.startswith("--config."):
+            name = arg[len("--config."):].split("=", 1)[0]
+            if name not in fields:
+                near = difflib.get_close_matches(name, fields, n=2, cutoff=0.6)
+                out.append(f"config.{name} is not a field" + (f"; did you mean {' or '.join(near)}?" if near else ""))
+    return out
