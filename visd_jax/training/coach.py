@@ -10,15 +10,18 @@ the copies never enter S.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 
-from visd_jax.pipeline import make_example, pad_batch
+from visd_jax.pipeline import RecordError, make_example, pad_batch
 from visd_jax.training import inputs
 from visd_jax.training.rollouts import Rollouts
 from visd_jax.training.routing import hard_mask, select_for_distillation
 from visd_jax.training.selector import PROMPT_KINDS
 from visd_jax.training.step import Seq
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -37,11 +40,26 @@ class CoachResult:
 
 def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int,
                    pad_id: int):
-    """The hard examples rebuilt with visual prompt `kind`, padded to `batch_size` rows."""
-    cfg = dataclasses.replace(example_cfg, prompt=kind)
-    examples = [make_example(source[m["index"]], cfg) for m in metas]
-    examples += [examples[-1]] * (batch_size - len(examples))
-    return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames, pad_id=pad_id)
+    """(the examples rebuilt with visual prompt `kind`, padded to `batch_size` rows; ok [len(metas)]).
+
+    A record that fits raw may not fit prompted (the hint lengthens it past the largest
+    bucket, say): its row is a copy of a rebuilt one, `ok` False, and it is logged, never
+    fatal. None when no record could be rebuilt."""
+    cfg = dataclasses.replace(example_cfg, prompt=kind, max_tokens=min(example_cfg.max_tokens, buckets.tokens[-1]),
+                              max_patches=min(example_cfg.max_patches, buckets.patches[-1]))
+    examples, ok = [], np.zeros((len(metas),), bool)
+    for i, m in enumerate(metas):
+        try:
+            examples.append(make_example(source[m["index"]], cfg))
+            ok[i] = True
+        except RecordError as e:
+            log.warning("record %s cannot be rebuilt with visual prompt %s: %s", e.record_id, kind, e.reason)
+            examples.append(None)
+    if not ok.any():
+        return None, ok
+    fill = examples[int(np.flatnonzero(ok)[0])]
+    examples = [e if e is not None else fill for e in examples] + [fill] * (batch_size - len(examples))
+    return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames, pad_id=pad_id), ok
 
 
 def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_cfg, buckets,
@@ -58,13 +76,20 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
     metas = [batch["meta"][raw.rows[i]] for i in hard_idx]
     cands = selector.candidates(metas)
     kinds = [k for k in PROMPT_KINDS if any(k in c for c in cands)]
-    results = {}
+    results, built = {}, {}
     for kind in kinds:
-        pb = prompted_batch(source, metas, kind, example_cfg, batch_size=n, buckets=buckets,
-                            max_frames=max_frames, pad_id=pad_id)
-        results[kind] = (pb, do_rollout(pb))
+        pb, built[kind] = prompted_batch(source, metas, kind, example_cfg, batch_size=n, buckets=buckets,
+                                         max_frames=max_frames, pad_id=pad_id)
+        if pb is not None:
+            results[kind] = (pb, do_rollout(pb))
+    # a kind whose rebuild failed for a prompt is no candidate for it; no kind left: not coached
+    cands = [tuple(k for k in c if k in results and built[k][i]) for i, c in enumerate(cands)]
+    stats["coach/unbuildable"] = float(sum(not c for c in cands))
     chosen = []
     for i, c in enumerate(cands):
+        if not c:
+            chosen.append(None)
+            continue
         best = max(c, key=lambda k: (results[k][1].scores["total"][i].mean(), -PROMPT_KINDS.index(k)))
         chosen.append(best)
         stats[f"coach/kind_{best}"] = stats.get(f"coach/kind_{best}", 0.0) + 1.0 / len(cands)
@@ -72,6 +97,8 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
     picked = []  # (kind, prompted row i, sample g)
     prompted_means = []
     for i, (h, kind) in enumerate(zip(hard_idx, chosen)):
+        if kind is None:
+            continue
         ro = results[kind][1]
         prompted_means.append(float(ro.scores["total"][i].mean()))
         keep = select_for_distillation(
@@ -79,7 +106,7 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
             prompted_total_G=ro.scores["total"][i], prompted_answer_G=ro.answer[i],
             top_n=top_n, rule=rule)
         picked += [(kind, i, int(j)) for j in np.flatnonzero(keep)]
-    stats["coach/prompted_reward"] = float(np.mean(prompted_means))
+    stats["coach/prompted_reward"] = float(np.mean(prompted_means)) if prompted_means else 0.0
     stats["coach/raw_reward_hard"] = float(raw.scores["total"][hard_idx].mean())
     stats["coach/sd_rows"] = float(len(picked))
     if not picked:

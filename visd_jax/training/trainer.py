@@ -212,8 +212,9 @@ class Trainer:
         elif view == "prompted":
             kinds = sorted({k for c in self.selector.candidates([batch["meta"][b] for b in rows]) for k in c})
             kind = sft.view_kind(step, seed=cfg.seed, kinds=kinds)
-            ids, v = sft.prompted_rows(batch, rows, kind, source=self.source, example_cfg=self.example_cfg,
-                                       buckets=self.buckets, max_frames=self.example_cfg.frame_slots, pad_id=self.pad_id)
+            ids, v, out["sft/prompted_kept_raw"] = sft.prompted_rows(
+                batch, rows, kind, source=self.source, example_cfg=self.example_cfg, buckets=self.buckets,
+                max_frames=self.example_cfg.frame_slots, pad_id=self.pad_id)
         else:
             ids = inputs.prompt_ids_of(batch, rows)
         # each view pads to the tightest of the run's prompt buckets: raw batches stay short
