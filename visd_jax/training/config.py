@@ -65,7 +65,41 @@ def base_config() -> ml_collections.ConfigDict:
                   judge="annotation", judge_path="", judge_max_new_tokens=256, judge_max_prompt_tokens=2048)
     c.checkpoint = dict(every=50, keep=3, async_save=True)
     c.log = dict(every=1, tensorboard=True, progress=True)
+    # a restart whose config differs from the checkpoint's in a field that changes the run's
+    # meaning (MEANINGFUL) is refused unless this is set; other differences are logged
+    c.resume = dict(allow_changes=False)
     return c
+
+
+# Fields whose change makes a resumed run a different run: its data, model, seed, prompt
+# recipe, step sizes and sampling. Total steps, mode, logging, checkpointing are not.
+MEANINGFUL = ("seed", "recipe", "model.", "data.", "sft.lr", "sft.batch_size", "rl.lr", "rl.prompts_per_step",
+              "rl.num_generations", "rl.temperature", "rl.top_p", "rl.top_k", "rl.max_new_tokens")
+_NOT_MEANINGFUL = ("data.num_workers", "data.cache_dir")
+
+
+def _flat(node, prefix=""):
+    out = {}
+    for k, v in node.items():
+        if hasattr(v, "items"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_changes(saved: Mapping, now) -> tuple[list[str], list[str]]:
+    """(meaningful, other) differences `field: saved -> now` between a checkpoint's config
+    and this run's; the work directory and resume settings are never compared."""
+    a, b = _flat(saved), _flat(now)
+    meaningful, other = [], []
+    for k in sorted(set(a) | set(b)):
+        if k == "workdir" or k.startswith("resume.") or a.get(k) == b.get(k):
+            continue
+        line = f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+        big = any(k == m or (m.endswith(".") and k.startswith(m)) for m in MEANINGFUL) and k not in _NOT_MEANINGFUL
+        (meaningful if big else other).append(line)
+    return meaningful, other
 
 
 def _check(cond: bool, field: str, value: Any, need: str) -> None:
@@ -153,6 +187,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("checkpoint.every", _positive_int, "a positive int"),
     ("checkpoint.keep", _positive_int, "a positive int"),
     ("log.every", _positive_int, "a positive int"),
+    ("resume.allow_changes", lambda v: isinstance(v, bool), "true or false"),
 )
 
 

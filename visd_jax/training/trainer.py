@@ -29,7 +29,7 @@ from visd_jax.parallel import global_array, host_array, is_main_process, make_me
 from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator
 from visd_jax.training import inputs, sft
 from visd_jax.training.coach import coach
-from visd_jax.training.config import validate
+from visd_jax.training.config import config_changes, validate
 from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
 from visd_jax.training.rollouts import rollout, subset, teacher_seq
 from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lambda
@@ -151,6 +151,14 @@ class Trainer:
             # (both optimizers are the same chain, so a fallback into SFT restores into it too)
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
         step, flat, meta, missing = restore_newest(self.ckpt, flat_state(self.state))
+        if "config" in meta:
+            meaningful, other = config_changes(meta["config"], self.cfg)
+            if meaningful and not self.cfg.resume.allow_changes:
+                raise ValueError(f"the checkpoint at step {step} in {self.ckpt.directory} was written by another "
+                                 f"config: {'; '.join(meaningful)}. Give a fresh config.workdir, or "
+                                 f"--config.resume.allow_changes=true to resume anyway")
+            for line in meaningful + other:
+                log.warning("resuming with a changed config: %s", line)
         self.state = unflat_state(self.state, flat)
         if missing:
             self._teacher_from_policy()
@@ -163,6 +171,7 @@ class Trainer:
 
     def _save(self, step: int, force: bool = False):
         meta = {n: getattr(self, n).get_state() for n in ("sft_iter", "rl_iter") if getattr(self, n) is not None}
+        meta["config"] = json.loads(self.cfg.to_json())  # what a restart compares itself with
         self.ckpt.save(step, flat_state(self.state), meta, force=force)
 
     # ------------------------------------------------------------------ device placement
