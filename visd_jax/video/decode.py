@@ -132,7 +132,19 @@ def _probe(source, name: str) -> _Probe:
             duration = float((pts[-1] - pts[0]) * tb) + 1.0 / fps
         if clean is None:
             clean = [False] * len(pts)
+        _check_whole(name, len(pts), float((pts[-1] - pts[0]) * tb) + 1.0 / fps, stream.frames,
+                     float(stream.duration * tb) if stream.duration else None)
         return _Probe(pts, tb, fps, duration, decode_order, clean)
+
+
+def _check_whole(name: str, packets: int, span: float, declared_frames: int, declared: float | None) -> None:
+    """A file cut short whose index sits at the front (mp4 "faststart") still opens and
+    demuxes, up to the cut: its packets then cover much less than the index declares."""
+    if declared_frames and packets < 0.95 * declared_frames - 1:
+        raise VideoError(f"video {name}: truncated: {packets} of the {declared_frames} frames its index declares")
+    if declared and span < 0.9 * declared - 0.5:
+        raise VideoError(f"video {name}: truncated: its frames cover {span:.2f}s of the {declared:.2f}s "
+                         f"its index declares")
 
 
 def _set_threads(stream, threads: int) -> None:
