@@ -81,7 +81,7 @@ class MetricsWriter:
         self._tb = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.jsonl", "samples.jsonl"):
+            for name in ("metrics.jsonl", "samples.jsonl", "bad_records.jsonl"):
                 repair_jsonl(epath.Path(workdir) / name, upto_step=resume_step)
             self._f = self.path.open("a")
             if tensorboard:
@@ -103,6 +103,32 @@ class MetricsWriter:
             self._f.close()
             if self._tb is not None:
                 self._tb.close()
+
+
+class BadRecordLog:
+    """`bad_records.jsonl`: every record the data iterators skipped, with the step, its id
+    and the reason, appended as they are reported (MetricsWriter repairs it on resume)."""
+
+    def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True):
+        self.path = epath.Path(workdir) / "bad_records.jsonl"
+        self.enabled = enabled
+        self._seen: dict[int, int] = {}
+
+    def update(self, step: int, iterators) -> float:
+        """Writes the newly skipped records; returns the number skipped so far."""
+        total, rows = 0, []
+        for it in iterators:
+            if it is None:
+                continue
+            rep = it.report()
+            total += rep["bad"]
+            new = rep["bad_records"][self._seen.get(id(it), 0):]
+            self._seen[id(it)] = len(rep["bad_records"])
+            rows += [{"step": int(step), "id": rid, "reason": why} for rid, why in new]
+        if rows and self.enabled:
+            with self.path.open("a") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+        return float(total)
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:

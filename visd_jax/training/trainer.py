@@ -30,7 +30,7 @@ from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_itera
 from visd_jax.training import inputs, sft
 from visd_jax.training.coach import coach
 from visd_jax.training.config import config_changes, validate
-from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
+from visd_jax.training.metrics import BadRecordLog, MetricsWriter, Progress, plot_curves, read_metrics
 from visd_jax.training.rollouts import rollout, subset, teacher_seq
 from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lambda
 from visd_jax.training.selector import make_selector
@@ -131,6 +131,7 @@ class Trainer:
         self._maybe_resume()
         self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard,
                                      resume_step=self.start)
+        self.bad_log = BadRecordLog(self.workdir, enabled=self.main)
         self.progress = Progress(self.total, phases={"sft": self.sft_steps, "rl": self.rl_steps},
                                  enabled=self.main and cfg.log.progress)
 
@@ -357,8 +358,7 @@ class Trainer:
                 t = time.perf_counter()
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
-                m["data/bad_records"] = float(sum(it.report()["bad"] for it in (self.sft_iter, self.rl_iter)
-                                                  if it is not None))
+                m["data/bad_records"] = self.bad_log.update(step + 1, (self.sft_iter, self.rl_iter))
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
