@@ -69,3 +69,11 @@ def test_gs_workdir_without_gcsfs_fails_at_start_up_naming_the_fix(monkeypatch):
         validate(c)
     monkeypatch.setattr(config, "gcs_available", lambda: True)
     validate(c)
+
+
+def test_every_field_has_a_rule_and_presets_match_the_models():
+    from visd_jax.models.config import _PRESETS
+
+    ruled = {f for f, _, _ in config._RULES}
+    assert sorted(set(config._flat(config.base_config())) - ruled) == []
+    assert set(config.PRESETS) == set(_PRESETS)

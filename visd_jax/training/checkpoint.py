@@ -89,6 +89,18 @@ class Checkpointer:
         state, meta = self.restore(step, abstract_state)
         return step, state, meta
 
+    def set_aside(self, step: int) -> epath.Path:
+        """Renames a damaged checkpoint to `STEP.damaged[-k]` (kept for inspection, never
+        deleted) so the step can be written again; returns the new path."""
+        src = self.directory / str(step)
+        dst = self.directory / f"{step}.damaged"
+        k = 1
+        while dst.exists():
+            dst, k = self.directory / f"{step}.damaged-{k}", k + 1
+        src.rename(dst)
+        self._mngr.reload()
+        return dst
+
     def wait(self) -> None:
         self._mngr.wait_until_finished()
 
@@ -130,7 +142,7 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
     from the live state: a run switching into a VISD mode starts its teacher from the
     restored policy (SPEC 6); one switching out ignores the saved teacher."""
     policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
-    damaged = []
+    damaged, damaged_steps = [], []
     for step in sorted((s for s in ckpt.all_steps() if below is None or s < below), reverse=True):
         try:
             abstract, missing, extra = _fit(ckpt, step, live)
@@ -145,11 +157,14 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             log.warning("checkpoint %s/%d is damaged, trying an older one: %s", ckpt.directory, step, why)
             damaged.append(f"step {step}: {why}")
+            damaged_steps.append(step)
             continue
         for n in extra:
             del flat[n]
         # a missing teacher holds the policy's arrays until the caller copies the policy
         flat.update({n: flat[policy(n)] for n in missing})
+        for bad in damaged_steps:  # the resumed run writes these steps again
+            log.warning("damaged checkpoint %s/%d moved to %s", ckpt.directory, bad, ckpt.set_aside(bad))
         return step, flat, meta, missing
     raise RuntimeError(f"no checkpoint in {ckpt.directory} restores; move the directory away to start "
                        f"afresh. " + "; ".join(damaged))

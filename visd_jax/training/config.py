@@ -14,6 +14,8 @@ import ml_collections
 from visd_jax.training.selector import PROMPT_KINDS as SELECTOR_KINDS
 
 MODES = ("sft", "gspo", "visioncoach", "visd", "visd_coach")
+# models.config's preset names, listed here so validation imports no JAX (a test keeps the two equal)
+PRESETS = ("3b", "7b", "32b", "tiny", "small")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -125,8 +127,46 @@ def _roots_ok(v) -> bool:
     return True
 
 
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _mesh_axis(v) -> bool:
+    return _int(v) and (v == -1 or v >= 1)
+
+
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("seed", _int, "an int"),
+    ("workdir", lambda v: isinstance(v, str), "a path (gs://... on TPU)"),
     ("mode", lambda v: v in MODES, f"one of {MODES}"),
+    ("mesh.data", _mesh_axis, "-1 (the remaining devices) or a positive int"),
+    ("mesh.fsdp", _mesh_axis, "-1 (the remaining devices) or a positive int"),
+    ("mesh.tensor", _mesh_axis, "-1 (the remaining devices) or a positive int"),
+    ("mesh.axis_types", lambda v: v in ("auto", "explicit"), "auto or explicit"),
+    ("model.preset", lambda v: v == "" or v in PRESETS, f"'' or one of {PRESETS}"),
+    ("model.path", lambda v: isinstance(v, str), "a Hugging Face checkpoint directory or ''"),
+    ("model.remat", _bool, "true or false"),
+    ("model.scan_layers", _bool, "true or false"),
+    ("data.annotations", lambda v: isinstance(v, str), "a path or ''"),
+    ("data.video_root", lambda v: isinstance(v, str), "a path or ''"),
+    ("data.tfds_name", lambda v: isinstance(v, str), "a TFDS name or ''"),
+    ("data.split", lambda v: isinstance(v, str) and bool(v), "a split name"),
+    ("data.cache_dir", lambda v: isinstance(v, str), "a path or ''"),
+    ("data.synthetic_images", _bool, "true or false"),
+    ("data.synthetic_seed", _int, "an int"),
+    ("sft.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
+    ("rl.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
+    ("rl.weight_decay", _nonneg, "a number >= 0"),
+    ("rl.adv_eps", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
+    ("coach.hard_threshold", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    ("visd.judge_path", lambda v: isinstance(v, str), "a Hugging Face checkpoint directory or ''"),
+    ("checkpoint.async_save", _bool, "true or false"),
+    ("log.progress", _bool, "true or false"),
+    ("log.tensorboard", _bool, "true or false"),
     ("recipe", lambda v: v in ("ours", "release"), "ours or release"),
     ("data.image_min_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.min_pixels)"),
     ("data.image_max_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.max_pixels)"),
@@ -214,6 +254,8 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _check(ok(value), field, value, need)
     _check(cfg.sft.prompted_frac + cfg.sft.privileged_frac <= 1, "sft.privileged_frac", cfg.sft.privileged_frac,
            f"sft.prompted_frac + sft.privileged_frac must be <= 1 (prompted_frac={cfg.sft.prompted_frac})")
+    axes = [cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor]
+    _check(axes.count(-1) <= 1, "mesh", dict(cfg.mesh), "at most one axis may be -1 (fills the remaining devices)")
     _check(cfg.data.min_frames <= cfg.data.max_frames, "data.min_frames", cfg.data.min_frames,
            f"<= data.max_frames ({cfg.data.max_frames})")
     per_step = cfg.rl.prompts_per_step * cfg.rl.num_generations
