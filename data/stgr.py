@@ -47,7 +47,7 @@ def _problem(src: StgrSource, i: int, decode: bool, example_cfg: ExampleConfig) 
             make_example(item, example_cfg)
     except RecordError as e:
         return e.reason
-    except (ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001  one malformed record must not stop the report
         return f"{type(e).__name__}: {e}"
     return None
 

@@ -180,3 +180,15 @@ def test_hub_layout_is_the_same_model(checkpoints, tok_dir, tmp_path):
                 .logits for p in (nested, checkpoints[False]))
     assert float(a.std()) > 0.1
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_stop_ids_keep_im_end_when_the_generation_config_lists_only_endoftext(qwen_tokenizer_dir, tmp_path):
+    import json as _json
+
+    from visd_jax.text import load_tokenizer, special_ids
+
+    tok = load_tokenizer(qwen_tokenizer_dir)
+    (tmp_path / "generation_config.json").write_text(_json.dumps({"eos_token_id": 151643}))
+    ids = special_ids(tok, tmp_path)
+    assert ids.stop == (151643, 151645) and ids.pad == 151643 and ids.video_pad == 151656
+    assert special_ids(tok).stop == (151645, 151643)

@@ -87,8 +87,10 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, mesh8,
     for f in victims:
         f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
     ck = Checkpointer(tmp_path, every=1, keep=3)
-    step, flat, meta, missing = restore_newest(ck, _flat(mesh8, 0))
-    assert (step, meta, missing) == (1, {"at": 1}, [])
+    step, flat, meta, missing, damaged = restore_newest(ck, _flat(mesh8, 0))
+    assert (step, meta, missing, damaged) == (1, {"at": 1}, [], [2])
+    ck.set_aside(damaged)
+    assert ck.all_steps() == [1] and (tmp_path / "2.damaged").is_dir()
     np.testing.assert_array_equal(np.asarray(flat["['params']['w']"]), np.arange(32.0).reshape(8, 4))
     assert "checkpoint" in caplog.text and "/2 is damaged" in caplog.text
     for f in (tmp_path / "1" / "state").rglob("*"):  # nothing intact left: a clear error

@@ -46,7 +46,8 @@ class PipelineConfig:
     # skip policy: stop when more than this share of the records seen so far were bad (once
     # at least `min_records` were seen), or after a whole pass without a usable one
     max_bad_fraction: float = 0.5
-    min_records: int = 20
+    # the share is tested after every bad record: few records would stop a usable 40%-bad run
+    min_records: int = 200
     shard_index: int | None = None  # default: jax.process_index()
     shard_count: int | None = None  # default: jax.process_count()
 

@@ -47,8 +47,9 @@ class StgrSource:
                                  f"{raw[e.start]:#04x} at offset {e.start})") from e
             except json.JSONDecodeError as e:
                 raise ValueError(f"annotations {self.annotations}: not valid JSON: {e}") from e
-            if not all(isinstance(r, dict) for r, _ in self._items):
-                raise ValueError(f"annotations {self.annotations}: a JSON list of records (objects) is needed")
+            self._items = [(r, None) if isinstance(r, dict) else
+                           (None, f"{self.annotations}: item {i} is a {type(r).__name__}, not a record")
+                           for i, (r, _) in enumerate(self._items)]
         else:
             # line by line: one undecodable or broken line is one bad record, named by line
             for n, line in enumerate(raw.split(b"\n"), 1):
@@ -77,6 +78,11 @@ class StgrSource:
         media = None
         if key and isinstance(rec.get(key), str):
             media = str(self.video_root / rec[key])
+        if isinstance(rec, dict) and isinstance(rec.get("key_frames"), list):
+            # key-frame images, like the media, are relative to video_root (or absolute)
+            rec["key_frames"] = [{**kf, "path": str(self.video_root / kf["path"])}
+                                 if isinstance(kf, dict) and isinstance(kf.get("path"), str) else kf
+                                 for kf in rec["key_frames"]]
         return {"index": int(index), "record": rec, "media": media, "error": err}
 
     def __repr__(self) -> str:

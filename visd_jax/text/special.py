@@ -60,7 +60,10 @@ def special_ids(tokenizer, model_dir: str | pathlib.Path | None = None) -> Speci
         if gen.is_file():
             eos = json.loads(gen.read_text()).get("eos_token_id")
             if eos is not None:
-                stop = tuple(int(i) for i in (eos if isinstance(eos, list) else [eos]))
+                # a chat turn ends with <|im_end|> whatever the base model's eos list says
+                # (Qwen2-VL base checkpoints list only <|endoftext|>)
+                stop = tuple(dict.fromkeys([*(int(i) for i in (eos if isinstance(eos, list) else [eos])),
+                                            ids["im_end"]]))
     if pad in (ids["vision_start"], ids["vision_end"], ids["image_pad"], ids["video_pad"]):
         raise ValueError(f"the tokenizer's pad token id {pad} is a vision token")
     return SpecialIds(**ids, pad=pad, stop=stop)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -89,17 +90,25 @@ class Checkpointer:
         state, meta = self.restore(step, abstract_state)
         return step, state, meta
 
-    def set_aside(self, step: int) -> epath.Path:
-        """Renames a damaged checkpoint to `STEP.damaged[-k]` (kept for inspection, never
-        deleted) so the step can be written again; returns the new path."""
-        src = self.directory / str(step)
-        dst = self.directory / f"{step}.damaged"
-        k = 1
-        while dst.exists():
-            dst, k = self.directory / f"{step}.damaged-{k}", k + 1
-        src.rename(dst)
+    def set_aside(self, steps) -> list:
+        """Renames damaged checkpoints to `STEP.damaged[-k]` (kept for inspection, never
+        deleted) so those steps can be written again. Process 0 renames; every process then
+        re-reads the directory. On gs:// a rename copies the checkpoint."""
+        moved = []
+        if jax.process_index() == 0:
+            for step in steps:
+                src, dst, k = self.directory / str(step), self.directory / f"{step}.damaged", 1
+                while dst.exists():
+                    dst, k = self.directory / f"{step}.damaged-{k}", k + 1
+                src.rename(dst)
+                moved.append(dst)
+                log.warning("damaged checkpoint %s moved to %s", src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("visd_jax.checkpoint.set_aside")
         self._mngr.reload()
-        return dst
+        return moved
 
     def wait(self) -> None:
         self._mngr.wait_until_finished()
@@ -136,11 +145,14 @@ def _fit(ckpt: Checkpointer, step: int, live: dict):
 
 
 def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
-    """(step, flat state, meta, teacher names that were missing) of the newest checkpoint
-    (before `below`) that restores; each damaged newer one (a truncated array file or
-    metadata) is logged with what was wrong and skipped. Only the EMA teacher may differ
-    from the live state: a run switching into a VISD mode starts its teacher from the
-    restored policy (SPEC 6); one switching out ignores the saved teacher."""
+    """(step, flat state, meta, teacher names that were missing, damaged newer steps) of the
+    newest checkpoint (before `below`) that restores. A newer one that fails twice (a
+    truncated array file or metadata; the retry lets a passing storage error by) is logged
+    with what was wrong and skipped; the caller sets the damaged ones aside once it has
+    accepted the restore. Every process must restore the same step: on several processes
+    a disagreement is an error, never a silently mixed state. Only the EMA teacher may
+    differ from the live state: a run switching into a VISD mode starts its teacher from
+    the restored policy (SPEC 6); one switching out ignores the saved teacher."""
     policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
     damaged, damaged_steps = [], []
     for step in sorted((s for s in ckpt.all_steps() if below is None or s < below), reverse=True):
@@ -150,7 +162,10 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
                 del abstract[n]
             for n in extra:  # read (then dropped) in the placement of the params they mirror
                 abstract[n] = abstract[policy(n)]
-            flat, meta = ckpt.restore(step, abstract)
+            try:
+                flat, meta = ckpt.restore(step, abstract)
+            except Exception:  # noqa: BLE001  once more: a passing storage error is no damage
+                flat, meta = ckpt.restore(step, abstract)
         except CheckpointMismatch:
             raise
         except Exception as e:  # noqa: BLE001  whatever a damaged file makes orbax raise
@@ -163,8 +178,13 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
             del flat[n]
         # a missing teacher holds the policy's arrays until the caller copies the policy
         flat.update({n: flat[policy(n)] for n in missing})
-        for bad in damaged_steps:  # the resumed run writes these steps again
-            log.warning("damaged checkpoint %s/%d moved to %s", ckpt.directory, bad, ckpt.set_aside(bad))
-        return step, flat, meta, missing
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            first = int(multihost_utils.broadcast_one_to_all(np.int32(step)))
+            if first != step:
+                raise RuntimeError(f"process {jax.process_index()} restored step {step} of {ckpt.directory} but "
+                                   f"process 0 restored {first}: a checkpoint is damaged for some hosts only")
+        return step, flat, meta, missing, damaged_steps
     raise RuntimeError(f"no checkpoint in {ckpt.directory} restores; move the directory away to start "
                        f"afresh. " + "; ".join(damaged))

@@ -64,7 +64,9 @@ def repair_jsonl(path, *, upto_step: int | None = None) -> int:
     if dropped:
         log.warning("%s: dropped %d line(s): a torn last row or rows past the resumed step %s",
                     path, dropped, upto_step)
-        path.write_text("".join(x + "\n" for x in keep))
+        tmp = path.parent / (path.name + ".tmp")  # a kill while rewriting leaves the old file whole
+        tmp.write_text("".join(x + "\n" for x in keep))
+        tmp.replace(path)
     return dropped
 
 

@@ -151,7 +151,7 @@ class Trainer:
         if self.sft_steps and self.ckpt.latest_step() > self.sft_steps:  # it holds the RL optimizer's state
             # (both optimizers are the same chain, so a fallback into SFT restores into it too)
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
-        step, flat, meta, missing = restore_newest(self.ckpt, flat_state(self.state))
+        step, flat, meta, missing, damaged = restore_newest(self.ckpt, flat_state(self.state))
         if "config" in meta:
             meaningful, other = config_changes(meta["config"], self.cfg)
             if meaningful and not self.cfg.resume.allow_changes:
@@ -160,6 +160,7 @@ class Trainer:
                                  f"--config.resume.allow_changes=true to resume anyway")
             for line in meaningful + other:
                 log.warning("resuming with a changed config: %s", line)
+        self.ckpt.set_aside(damaged)  # only now that the restore is accepted: it writes them again
         self.state = unflat_state(self.state, flat)
         if missing:
             self._teacher_from_policy()
@@ -171,6 +172,8 @@ class Trainer:
         log.info("resumed from %s at step %d", self.ckpt.directory, step)
 
     def _save(self, step: int, force: bool = False):
+        if not force and step % self.ckpt.every:
+            return
         meta = {n: getattr(self, n).get_state() for n in ("sft_iter", "rl_iter") if getattr(self, n) is not None}
         meta["config"] = json.loads(self.cfg.to_json())  # what a restart compares itself with
         self.ckpt.save(step, flat_state(self.state), meta, force=force)

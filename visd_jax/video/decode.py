@@ -132,8 +132,9 @@ def _probe(source, name: str) -> _Probe:
             duration = float((pts[-1] - pts[0]) * tb) + 1.0 / fps
         if clean is None:
             clean = [False] * len(pts)
-        _check_whole(name, len(pts), float((pts[-1] - pts[0]) * tb) + 1.0 / fps, stream.frames,
-                     float(stream.duration * tb) if stream.duration else None)
+        # the packets' own end where they carry durations (a long last frame counts whole)
+        span = float(((end if end is not None else pts[-1]) - pts[0]) * tb) + (0.0 if end is not None else 1.0 / fps)
+        _check_whole(name, len(pts), span, stream.frames, float(stream.duration * tb) if stream.duration else None)
         return _Probe(pts, tb, fps, duration, decode_order, clean)
 
 
