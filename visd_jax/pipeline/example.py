@@ -218,9 +218,7 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
     ids = tokenize_prompt({**rec, "_duration": duration}, task=rec["task"], question=question,
                           group_times=group_times, tokens_per_group=gh * gw // MERGE,
                           tokenizer=load_tokenizer(cfg.tokenizer_dir))
-    if len(ids) > cfg.max_tokens or len(patches) > cfg.max_patches:
-        raise RecordError(rid, f"{len(ids)} tokens / {len(patches)} patches exceed the largest "
-                               f"bucket ({cfg.max_tokens} / {cfg.max_patches})")
+    _check_size(ids, patches, cfg, rid)
     spg = (float(times[-1] - times[0]) / (t - 1) * TEMPORAL_PATCH) if t > 1 and not is_image else 0.0
     return {
         "input_ids": ids,
@@ -231,19 +229,27 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
         "boxes": boxes,
         "box_valid": box_valid,
         "second_per_grid": np.float32(spg),
-        # Video boxes are normalised, so image_size is the model frame they are scaled to.
-        # A visual-QA answer box is in original-image pixels: keep that size and give the
-        # model's as image_size_refine, which the rewards rescale by (the release's fields).
-        # `index` lets the trainer rebuild this example with a visual prompt (hard samples)
-        "meta": {"id": rid, "index": item.get("index"), "task": rec["task"],
-                 "question": question, "answer": rec["answer"],
-                 **({"image_size": list(rec.get("image_size") or [int(w), int(h)]),
-                     "image_size_refine": [int(w), int(h)]} if is_image
-                    else {"image_size": [int(w), int(h)]}),
-                 "duration": float(duration), "prompt": cfg.prompt,
-                 "key_frames": rec.get("key_frames", []),
-                 "key_items": rec.get("key_items", {})},
+        "meta": _meta(rec, rid, item.get("index"), question, w, h, duration, cfg.prompt, is_image),
     }
+
+
+def _check_size(ids, patches, cfg: ExampleConfig, rid: str) -> None:
+    if len(ids) > cfg.max_tokens or len(patches) > cfg.max_patches:
+        raise RecordError(rid, f"{len(ids)} tokens / {len(patches)} patches exceed the largest "
+                               f"bucket ({cfg.max_tokens} / {cfg.max_patches})")
+
+
+def _meta(rec: dict, rid: str, index, question: str, w: int, h: int, duration: float, prompt: str,
+          is_image: bool) -> dict:
+    """What the host side reads of an example (rewards, traces, the coach's rebuild by `index`)."""
+    return {"id": rid, "index": index, "task": rec["task"], "question": question, "answer": rec["answer"],
+            # Video boxes are normalised, so image_size is the model frame they are scaled to.
+            # A visual-QA answer box is in original-image pixels: keep that size and give the
+            # model's as image_size_refine, which the rewards rescale by (the release's fields).
+            **({"image_size": list(rec.get("image_size") or [int(w), int(h)]),
+                "image_size_refine": [int(w), int(h)]} if is_image else {"image_size": [int(w), int(h)]}),
+            "duration": float(duration), "prompt": prompt,
+            "key_frames": rec.get("key_frames", []), "key_items": rec.get("key_items", {})}
 
 
 def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image) -> dict:
@@ -280,20 +286,13 @@ def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image
                 {"role": "user", "content": ri.user_content(fl, question)}]
     ids = _template_ids(messages, load_tokenizer(cfg.tokenizer_dir), "<|image_pad|>",
                         blocks=1 if clip is None else n_img, tokens_per_block=gh * gw // MERGE, rid=rid)
-    if len(ids) > cfg.max_tokens or len(patches) > cfg.max_patches:
-        raise RecordError(rid, f"{len(ids)} tokens / {len(patches)} patches exceed the largest "
-                               f"bucket ({cfg.max_tokens} / {cfg.max_patches})")
+    _check_size(ids, patches, cfg, rid)
     h, w = frames.shape[1:3]
     duration = 0.0 if clip is None else float(clip.duration)
     return {
         "input_ids": ids, "patches": patches, "grid_thw": grid,
         "frame_times": np.asarray(times, np.float32), "key_frame_mask": key_mask,
         "boxes": boxes, "box_valid": valid, "second_per_grid": np.float32(0.0),
-        "meta": {"id": rid, "index": index, "task": rec["task"], "question": question,
-                 "answer": rec["answer"], "media": "image" if clip is None else "frames",
-                 **({"image_size": list(rec.get("image_size") or [int(w), int(h)]),
-                     "image_size_refine": [int(w), int(h)]} if clip is None
-                    else {"image_size": [int(w), int(h)]}),
-                 "duration": duration, "prompt": cfg.prompt,
-                 "key_frames": rec.get("key_frames", []), "key_items": rec.get("key_items", {})},
+        "meta": {**_meta(rec, rid, index, question, w, h, duration, cfg.prompt, clip is None),
+                 "media": "image" if clip is None else "frames"},
     }
