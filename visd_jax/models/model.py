@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
+from visd_jax.models.canvas import Media
 from visd_jax.models.config import Qwen25VLConfig
 from visd_jax.models.decoder import KVCache, TextModel, init_cache
 from visd_jax.models.layers import param
@@ -98,6 +99,32 @@ class Qwen25VL(nnx.Module):
             if embeds is not None:
                 h = _place(h, where, embeds, token_id, what)
         return h
+
+    def encode_media(self, media: Media) -> jax.Array:
+        """Merged tokens of every canvas slot, flattened: [M * H*W / merge^2, D] (`models.canvas`)."""
+        out = self.visual.encode_canvas(media.pixels, media.valid, media.canvas)
+        return out.reshape(-1, out.shape[-1])
+
+    def embed_media(self, input_ids_BxT: jax.Array, media_embeds_NxD: jax.Array | None,
+                    src_BxT: jax.Array | None) -> jax.Array:
+        """Token embeddings with each position whose src >= 0 taking merged canvas token src."""
+        h = self.model.embed(input_ids_BxT)
+        if media_embeds_NxD is None:
+            return h
+        rows = jnp.take(media_embeds_NxD.astype(h.dtype), jnp.maximum(src_BxT, 0), axis=0)
+        return jnp.where((src_BxT >= 0)[..., None], rows, h)
+
+    def forward_packed(self, input_ids_BxT, attention_mask_BxT, positions_3xBxT, media: Media | None = None,
+                       src_BxT=None, return_hidden: bool = False):
+        """The forward pass on bucketed media: `media` in canvases, and the host-computed
+        `positions` and `src` of `canvas.token_layout` (no grid is static here: the program
+        depends only on the shapes, so it compiles once per bucket)."""
+        if (media is None) != (src_BxT is None):
+            raise ValueError("media and src must be given together")
+        embeds = None if media is None else self.encode_media(media)
+        h = self.embed_media(jnp.asarray(input_ids_BxT), embeds, None if src_BxT is None else jnp.asarray(src_BxT))
+        hidden, _ = self.decode(h, jnp.asarray(positions_3xBxT), attention_mask_BxT)
+        return hidden if return_hidden else self.logits(hidden)
 
     def rope_index(self, input_ids_BxT, attention_mask_BxT=None, video_grid_thw=None, second_per_grid_ts=None,
                    *, image_grid_thw=None):

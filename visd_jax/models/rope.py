@@ -78,58 +78,61 @@ def get_rope_index(
     max(position) + 1 - num_valid_tokens: the next generated token at valid index n gets
     position n + delta.
     """
-    ids = jnp.asarray(input_ids_BxT)
+    # concrete NumPy in, NumPy out (the host builds positions for bucketed batches without
+    # a compile per grid); anything else runs as jnp, traceable
+    xp = np if isinstance(input_ids_BxT, np.ndarray) and not isinstance(attention_mask_BxT, jax.Array) else jnp
+    ids = xp.asarray(input_ids_BxT)
     B, T = ids.shape
-    valid = jnp.ones((B, T), bool) if attention_mask_BxT is None else jnp.asarray(attention_mask_BxT).astype(bool)
+    valid = xp.ones((B, T), bool) if attention_mask_BxT is None else xp.asarray(attention_mask_BxT).astype(bool)
     if image_grid_thw is not None and image_token_id is None:
         raise ValueError("image_grid_thw needs image_token_id")
     is_vid = (ids == video_token_id) & valid
-    is_img = jnp.zeros_like(is_vid) if image_grid_thw is None else (ids == image_token_id) & valid
+    is_img = xp.zeros_like(is_vid) if image_grid_thw is None else (ids == image_token_id) & valid
     vgrid, igrid = (np.zeros((0, 3), np.int64) if g is None else np.asarray(g, np.int64).reshape(-1, 3)
                     for g in (video_grid_thw, image_grid_thw))
     n_img, n_vid = igrid.shape[0], vgrid.shape[0]
     # One table for both modalities: images first (rows 0..n_img-1), then videos. A dummy
     # row keeps the gathers well-formed when neither is given (it is never selected).
     grid = np.concatenate([igrid, vgrid, np.ones((1, 3), np.int64)])
-    lh = jnp.asarray(grid[:, 1] // spatial_merge_size, jnp.int32)
-    lw = jnp.asarray(grid[:, 2] // spatial_merge_size, jnp.int32)
+    lh = xp.asarray(grid[:, 1] // spatial_merge_size, xp.int32)
+    lw = xp.asarray(grid[:, 2] // spatial_merge_size, xp.int32)
     if second_per_grid_ts is None:
-        vid_interval = jnp.full((n_vid,), float(tokens_per_second), jnp.float32)
+        vid_interval = xp.full((n_vid,), float(tokens_per_second), xp.float32)
     else:
-        vid_interval = tokens_per_second * jnp.asarray(second_per_grid_ts, jnp.float32).reshape(-1)[:n_vid]
+        vid_interval = tokens_per_second * xp.asarray(second_per_grid_ts, xp.float32).reshape(-1)[:n_vid]
     # Still images are not spaced in time: their temporal step is 1 (transformers, #45325).
-    interval = jnp.concatenate([jnp.ones((n_img,), jnp.float32), vid_interval, jnp.ones((1,), jnp.float32)])
+    interval = xp.concatenate([xp.ones((n_img,), xp.float32), vid_interval, xp.ones((1,), xp.float32)])
 
-    kind = is_img.astype(jnp.int32) + 2 * is_vid.astype(jnp.int32)  # 0 text, 1 image, 2 video
+    kind = is_img.astype(xp.int32) + 2 * is_vid.astype(xp.int32)  # 0 text, 1 image, 2 video
     is_mm = kind > 0
-    prev = jnp.pad(kind[:, :-1], ((0, 0), (1, 0)))
-    nxt = jnp.pad(kind[:, 1:], ((0, 0), (0, 1)))
+    prev = xp.pad(kind[:, :-1], ((0, 0), (1, 0)))
+    nxt = xp.pad(kind[:, 1:], ((0, 0), (0, 1)))
     start = is_mm & (kind != prev)
     last = is_mm & (kind != nxt)
     # Per-modality item index, numbered row-major across the batch.
-    img_idx = (jnp.cumsum((start & is_img).reshape(-1).astype(jnp.int32)) - 1).reshape(B, T)
-    vid_idx = (jnp.cumsum((start & is_vid).reshape(-1).astype(jnp.int32)) - 1).reshape(B, T)
-    row = jnp.where(is_img, jnp.clip(img_idx, 0, max(n_img - 1, 0)),
-                    jnp.where(is_vid, n_img + jnp.clip(vid_idx, 0, max(n_vid - 1, 0)), n_img + n_vid))
+    img_idx = (xp.cumsum((start & is_img).reshape(-1).astype(xp.int32)) - 1).reshape(B, T)
+    vid_idx = (xp.cumsum((start & is_vid).reshape(-1).astype(xp.int32)) - 1).reshape(B, T)
+    row = xp.where(is_img, xp.clip(img_idx, 0, max(n_img - 1, 0)),
+                    xp.where(is_vid, n_img + xp.clip(vid_idx, 0, max(n_vid - 1, 0)), n_img + n_vid))
     # Rank of a token inside its run: count of vision tokens since the run's start.
-    count = jnp.cumsum(is_mm.astype(jnp.int32), axis=1)
-    at_start = jnp.where(start, count - 1, 0)
-    run_base = jax.lax.cummax(at_start, axis=1)
+    count = xp.cumsum(is_mm.astype(xp.int32), axis=1)
+    at_start = xp.where(start, count - 1, 0)
+    run_base = (np.maximum.accumulate(at_start, axis=1) if xp is np else jax.lax.cummax(at_start, axis=1))
     j = count - 1 - run_base
     g_h, g_w, g_int = lh[row], lw[row], interval[row]
     hw = g_h * g_w
-    t_i = j // jnp.maximum(hw, 1)
-    r = j % jnp.maximum(hw, 1)
-    h_i, w_i = r // jnp.maximum(g_w, 1), r % jnp.maximum(g_w, 1)
-    t_pos = jnp.floor(t_i.astype(jnp.float32) * g_int).astype(jnp.int32)
+    t_i = j // xp.maximum(hw, 1)
+    r = j % xp.maximum(hw, 1)
+    h_i, w_i = r // xp.maximum(g_w, 1), r % xp.maximum(g_w, 1)
+    t_pos = xp.floor(t_i.astype(xp.float32) * g_int).astype(xp.int32)
 
     # Running position: +1 after each valid text token, +max(h, w) after a block's last token.
-    inc = jnp.where(valid & ~is_mm, 1, 0) + jnp.where(last, jnp.maximum(g_h, g_w), 0)
-    base = jnp.cumsum(inc, axis=1) - inc  # exclusive: the position where this token starts
-    text_pos = jnp.broadcast_to(base, (3, B, T))
-    mm_pos = jnp.stack([base + t_pos, base + h_i, base + w_i])
-    pos = jnp.where(is_mm[None], mm_pos, text_pos)
-    pos = jnp.where(valid[None], pos, 0).astype(jnp.int32)
-    max_pos = jnp.max(jnp.where(valid[None], pos, -1), axis=(0, 2))
-    deltas = max_pos + 1 - jnp.sum(valid, axis=1).astype(jnp.int32)
+    inc = xp.where(valid & ~is_mm, 1, 0) + xp.where(last, xp.maximum(g_h, g_w), 0)
+    base = xp.cumsum(inc, axis=1) - inc  # exclusive: the position where this token starts
+    text_pos = xp.broadcast_to(base, (3, B, T))
+    mm_pos = xp.stack([base + t_pos, base + h_i, base + w_i])
+    pos = xp.where(is_mm[None], mm_pos, text_pos)
+    pos = xp.where(valid[None], pos, 0).astype(xp.int32)
+    max_pos = xp.max(xp.where(valid[None], pos, -1), axis=(0, 2))
+    deltas = max_pos + 1 - xp.sum(valid, axis=1).astype(xp.int32)
     return pos, deltas

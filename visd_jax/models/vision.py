@@ -54,21 +54,25 @@ class VisionAttention(nnx.Module):
         self.proj = Dense(d, d, names=("heads", "embed"), bias=True, bias_name="norm",
                           param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x_FxNxD, cos_NxK, sin_NxK, layout):
+    def __call__(self, x_FxNxD, cos_NxK, sin_NxK, layout, valid_FxN=None):
+        """`valid_FxN` (a canvas's real patches): padded patches are no key of any query."""
         F, N, D = x_FxNxD.shape
         H = self.num_heads
         qkv = self.qkv(x_FxNxD).reshape(F, N, 3, H, D // H)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = apply_rope(q, cos_NxK[None], sin_NxK[None]), apply_rope(k, cos_NxK[None], sin_NxK[None])
         if layout is None:  # full attention inside each frame
-            out = attention(q, k, v, None)
+            allowed = None if valid_FxN is None else jnp.broadcast_to(valid_FxN[:, None, :], (F, N, N))
+            out = attention(q, k, v, allowed)
         else:
             idx, inv = layout
             nw, wt = idx.shape
             take = jnp.asarray(np.maximum(idx, 0).reshape(-1))
             gather = lambda a: a[:, take].reshape(F * nw, wt, H, D // H)  # noqa: E731
-            ok = jnp.asarray(idx >= 0)
-            allowed = jnp.broadcast_to(ok[None, :, None, :], (F, nw, wt, wt)).reshape(F * nw, wt, wt)
+            ok = jnp.broadcast_to(jnp.asarray(idx >= 0)[None], (F, nw, wt))
+            if valid_FxN is not None:
+                ok = ok & valid_FxN[:, take].reshape(F, nw, wt)
+            allowed = jnp.broadcast_to(ok[:, :, None, :], (F, nw, wt, wt)).reshape(F * nw, wt, wt)
             out = attention(gather(q), gather(k), gather(v), allowed)
             out = out.reshape(F, nw * wt, H, D // H)[:, jnp.asarray(inv)]
         return self.proj(out.reshape(F, N, D))
@@ -81,8 +85,8 @@ class VisionBlock(nnx.Module):
         self.attn = VisionAttention(cfg, param_dtype=param_dtype, rngs=rngs)
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size, bias=True, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, layout):
-        x = x + self.attn(self.norm1(x), cos, sin, layout)
+    def __call__(self, x, cos, sin, layout, valid=None):
+        x = x + self.attn(self.norm1(x), cos, sin, layout, valid)
         return x + self.mlp(self.norm2(x))
 
 
@@ -149,7 +153,24 @@ class VisionTower(nnx.Module):
                 start += t
         return jnp.concatenate([outs[i] for i in range(len(grid))])
 
-    def _frames(self, x_FxNxP, grid_h: int, grid_w: int):
+    def encode_canvas(self, pixels_MxSxP: jax.Array, valid_MxS: jax.Array, canvas: tuple[int, int]) -> jax.Array:
+        """Blocks padded into one canvas (`models.canvas`): [M, S, patch_dim] with S = H*W in
+        the processor's order for an H x W frame -> merged tokens [M, S / merge^2, D].
+
+        Every block sits in the canvas's top-left corner, so its patches keep their rope
+        coordinates and their windows; padded patches are masked out as keys, and per-token
+        layers never mix tokens, so a real patch's output is the one the unpadded block gives.
+        """
+        H, W = canvas
+        if pixels_MxSxP.ndim != 3 or pixels_MxSxP.shape[1:] != (H * W, self.cfg.patch_dim):
+            raise ValueError(f"canvas pixels have shape {tuple(pixels_MxSxP.shape)}; a {H}x{W} canvas needs "
+                             f"[M, {H * W}, {self.cfg.patch_dim}]")
+        x = pixels_MxSxP
+        if x.dtype == jnp.uint8:
+            x = normalize_patches(x.reshape(-1, x.shape[-1]), channels=self.cfg.in_channels).reshape(x.shape)
+        return self._frames(x.astype(self.dtype), H, W, valid_MxS)
+
+    def _frames(self, x_FxNxP, grid_h: int, grid_w: int, valid_FxN=None):
         cfg = self.cfg
         x = jnp.einsum("fnp,pd->fnd", x_FxNxP, self.patch_embed[...].astype(self.dtype))
         x = shard(x, ("frames", "patches", "embed"))
@@ -160,16 +181,16 @@ class VisionTower(nnx.Module):
         for i, blk in enumerate(self.blocks):
             lay = None if i in full else layout
             if self.remat:
-                x = nnx.remat(_block_fn(cos, sin, lay))(blk, x)
+                x = nnx.remat(_block_fn(cos, sin, lay, valid_FxN))(blk, x)
             else:
-                x = blk(x, cos, sin, lay)
+                x = blk(x, cos, sin, lay, valid_FxN)
         return self.merger(x)
 
 
-def _block_fn(cos, sin, layout):
+def _block_fn(cos, sin, layout, valid=None):
     # A closure, not default arguments: remat would trace defaults and the window layout
     # must stay a concrete numpy array.
     def run(block, x):
-        return block(x, cos, sin, layout)
+        return block(x, cos, sin, layout, valid)
 
     return run
