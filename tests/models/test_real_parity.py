@@ -4,8 +4,10 @@ The checkpoint is `conftest.qwen_checkpoint`: a tiny random Qwen2.5-VL with the 
 config.json layout, vocabulary 151936 and Qwen's real special ids (151643..). Prompts come
 from synthetic records through `make_example` (chat template, "Frame i at t s:" text, one
 `<|vision_start|><|video_pad|>..<|vision_end|>` block per 2-frame group), `pad_batch` and
-`training.inputs.sampler_prompts` (left padding; a video of grid (t, h, w) becomes t
-blocks (1, h, w): exactly what the trainer hands the sampler and the learner).
+`training.inputs.blocks_of_row` (left padding; a video of grid (t, h, w) becomes t blocks
+(1, h, w)), in transformers' exact-grid form (`inputs.hf_media`) and in the bucketed form
+the trainer hands the sampler and the learner (`training.batch.prompt_batch`: canvases,
+host-built positions), both held to transformers.
 
 transformers 5 needs that split: its get_rope_index takes the NEXT `video_grid_thw` entry
 for every maximal run of video tokens, so the example's own single grid (2, h, w) over two
@@ -82,15 +84,34 @@ def _ours(model, p, *, pixel_values_videos=None, pixel_values=None):
     return np.asarray(_JITTED[key](model, p.input_ids, p.attention_mask, v, p.second_per_grid_ts, i))
 
 
-def _prompts(examples, sp):
+def _prompts(examples, sp, *, packed_for=None):
+    """Prompts of the examples: exact grids, or (packed_for=model config) bucketed canvases."""
+    from visd_jax.models.canvas import CanvasBuckets
     from visd_jax.pipeline import Buckets, pad_batch
-    from visd_jax.training.inputs import sampler_prompts
+    from visd_jax.sampling import Prompts
+    from visd_jax.training import inputs
+    from visd_jax.training.batch import RunContext, prompt_batch
 
     L = max(len(e["input_ids"]) for e in examples)
     P = max(len(e["patches"]) for e in examples)
     batch = pad_batch(examples, batch_size=len(examples), buckets=Buckets(tokens=(L,), patches=(P,)),
                       max_frames=EXAMPLE["max_frames"], pad_id=sp.pad)
-    return sampler_prompts(batch, range(len(examples)), length=L, pad_id=sp.pad)
+    rows = range(len(examples))
+    ids, media = inputs.prompt_ids_of(batch, rows), [inputs.blocks_of_row(batch, b) for b in rows]
+    if packed_for is not None:  # canvases larger than every block: the padding is exercised
+        ctx = RunContext.create(packed_for, sp, token_buckets=(L,), vision=CanvasBuckets(((6, 6),), (8,)))
+        b = prompt_batch(ctx, ids, media)
+        return Prompts(b.ids, b.mask, media=b.media, positions=b.positions, src=b.src)
+    tok, mask = inputs.left_pad(ids, L, sp.pad)
+    return Prompts(tok, mask, **inputs.hf_media([k for m in media for k in m]))
+
+
+def _packed_logits(model, p):
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+    run = jax.jit(lambda st, *a: nnx.merge(graphdef, st).forward_packed(*a))
+    return np.asarray(run(state, p.input_ids, p.attention_mask, p.positions, p.media, p.src))
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -185,6 +206,11 @@ def test_image_and_video_prompt_logits_match_transformers(real):
     # The image must matter: other pixels change the image row's logits.
     other = _ours(real["model"], p, pixel_values=np.ascontiguousarray(p.pixel_values[::-1]))
     assert np.abs(other[0][valid[0]] - ours[0][valid[0]]).max() > 1e-3
+    # The trainer's form: blocks padded into 6x6 canvases, positions from the host.
+    packed = _prompts([real["ex"][IMAGE_TASK], real["ex"][VIDEO_RECORDS[0]]], sp,
+                      packed_for=real["model"].config)
+    assert packed.media.canvas == (6, 6) and packed.media.valid.sum() < packed.media.valid.size
+    np.testing.assert_allclose(_packed_logits(real["model"], packed)[valid], ref[valid], rtol=0, atol=TOL)
 
 
 @pytest.mark.slow
@@ -195,7 +221,9 @@ def test_greedy_tokens_match_transformers_generate(real):
     from visd_jax.sampling import generate
 
     sp, p, hf = real["sp"], real["video"], real["hf"]
-    out = generate(real["model"], p, key=jax.random.key(0), max_new_tokens=N_NEW, temperature=0.0,
+    # the sampler as the trainer calls it: bucketed canvases
+    packed = _prompts([real["ex"][t] for t in VIDEO_RECORDS], sp, packed_for=real["model"].config)
+    out = generate(real["model"], packed, key=jax.random.key(0), max_new_tokens=N_NEW, temperature=0.0,
                    stop_ids=sp.stop, pad_id=sp.pad)
     kw = _hf_kwargs(p, sp)
     # The checkpoint's generation_config.json (Qwen's: do_sample, repetition_penalty 1.05,

@@ -88,14 +88,18 @@ class CanvasBuckets:
 
     @classmethod
     def for_area(cls, max_patches: int, max_blocks: int, *, merge: int = 2, ratio: float = 1.5,
-                 max_aspect: float = 5.0) -> "CanvasBuckets":
+                 max_aspect: float = 5.0, scales=(1.0, 0.25)) -> "CanvasBuckets":
         """Canvases covering every block of at most `max_patches` patches with aspect ratio
         within 1/max_aspect..max_aspect: band k holds heights in sqrt(A) * ratio^[k-1, k] and
-        the widths that go with them, so each canvas is at most ~ratio times a block."""
-        root = math.sqrt(max_patches)
+        the widths that go with them, so each canvas is at most ~ratio times a block at the
+        budget A. The same bands at A * scale for each of `scales` keep blocks well under the
+        budget (small sources, which a resize does not enlarge) from padding out to A."""
         up = lambda x: max(merge, merge * math.ceil(x / merge - 1e-9))  # noqa: E731
         k_max = math.ceil(math.log(math.sqrt(max_aspect)) / math.log(ratio))
-        canvases = {(up(root * ratio ** k), up(root * ratio ** (1 - k))) for k in range(1 - k_max, k_max + 1)}
+        canvases = set()
+        for scale in scales:
+            root = math.sqrt(max_patches * scale)
+            canvases |= {(up(root * ratio ** k), up(root * ratio ** (1 - k))) for k in range(1 - k_max, k_max + 1)}
         return cls(tuple(sorted(canvases, key=lambda c: (c[0] * c[1], c))), _ladder(max_blocks), merge)
 
     def canvas_for(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:

@@ -41,6 +41,11 @@ class Prompts(NamedTuple):
     second_per_grid_ts: np.ndarray | None = None  # [num_videos]
     pixel_values: np.ndarray | None = None  # [N_img, patch_dim] images, each a repeated frame pair
     image_grid_thw: np.ndarray | None = None  # [num_images, 3], concrete, t = 1
+    # The bucketed form (`training.batch.prompt_batch`): media in canvases, with the M-RoPE
+    # positions and each media token's canvas token from the host; compiles once per bucket.
+    media: object | None = None  # models.canvas.Media
+    positions: np.ndarray | None = None  # [3, B, T]
+    src: np.ndarray | None = None  # [B, T]
 
 
 class Samples(NamedTuple):
@@ -70,6 +75,10 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
         raise ValueError(f"max_new_tokens ({max_new_tokens}) and num_samples ({num_samples}) must be >= 1")
     if temperature < 0 or not 0 < top_p <= 1 or (top_k is not None and top_k < 1):
         raise ValueError(f"bad sampling settings: temperature={temperature}, top_p={top_p}, top_k={top_k}")
+    packed = p.positions is not None
+    if packed and (p.pixel_values_videos is not None or p.pixel_values is not None or (p.media is None) != (
+            p.src is None)):
+        raise ValueError("bucketed prompts take media, positions and src, not pixel_values(_videos)")
     if (p.pixel_values_videos is None) != (p.video_grid_thw is None):
         raise ValueError("prompts.pixel_values_videos and prompts.video_grid_thw must be given together")
     if (p.pixel_values is None) != (p.image_grid_thw is None):
@@ -82,15 +91,16 @@ def generate(model, prompts: Prompts | dict, *, key: jax.Array, num_samples: int
         raise ValueError("pad_id is needed (the config has no pad_token_id)")
     grid = _static_grid(p.video_grid_thw)
     igrid = _static_grid(p.image_grid_thw)
-    # The ids are concrete here (inside the jit they are not): check token counts up front.
-    _check_tokens(ids, cfg.video_token_id, grid, cfg.vision.spatial_merge_size, "video")
-    _check_tokens(ids, cfg.image_token_id, igrid, cfg.vision.spatial_merge_size, "image")
+    if not packed:  # (bucketed prompts were checked where their src was built: canvas.token_layout)
+        # The ids are concrete here (inside the jit they are not): check token counts up front.
+        _check_tokens(ids, cfg.video_token_id, grid, cfg.vision.spatial_merge_size, "video")
+        _check_tokens(ids, cfg.image_token_id, igrid, cfg.vision.spatial_merge_size, "image")
     graphdef, state = nnx.split(model)
     fn = _compiled(graphdef, grid, num_samples, max_new_tokens, float(temperature), float(top_p), top_k,
                    tuple(int(s) for s in np.atleast_1d(stop_ids)), int(pad_id), igrid,
-                   tuple(sorted({int(b) for b in np.atleast_1d(banned_ids)})))
+                   tuple(sorted({int(b) for b in np.atleast_1d(banned_ids)})), packed)
     return fn(state, jnp.asarray(ids), jnp.asarray(mask), p.pixel_values_videos,
-              p.second_per_grid_ts, key, p.pixel_values)
+              p.second_per_grid_ts, key, p.pixel_values, p.media, p.positions, p.src)
 
 
 def _static_grid(grid_thw):
@@ -123,23 +133,28 @@ def _picker(temperature: float, top_p: float, top_k: int | None, banned: tuple[i
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id, igrid=None, banned=()):
+def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id, igrid=None, banned=(),
+              packed=False):
     pick = _picker(temperature, top_p, top_k, banned)
     stops = np.asarray(stop_ids if stop_ids else (-1,), np.int32)
 
     @jax.jit
-    def run(state, ids, mask, pixels, seconds, key, image_pixels=None):
+    def run(state, ids, mask, pixels, seconds, key, image_pixels=None, media=None, positions=None, src=None):
         model = nnx.merge(graphdef, state)
         B, T = ids.shape
         BG = B * G
         # Token N-1 is sampled but never fed back, so N-1 generated slots suffice.
         S = T + N - 1
-        grid_np = None if grid is None else np.asarray(grid)
-        igrid_np = None if igrid is None else np.asarray(igrid)
-        video = None if pixels is None else model.encode_video(pixels, grid_np)
-        image = None if image_pixels is None else model.encode_image(image_pixels, igrid_np)
-        h = model.embed(ids, video, image_embeds_NxD=image)
-        pos, _ = model.rope_index(ids, mask, grid_np, seconds, image_grid_thw=igrid_np)
+        if packed:
+            h = model.embed_media(ids, None if media is None else model.encode_media(media), src)
+            pos = positions
+        else:
+            grid_np = None if grid is None else np.asarray(grid)
+            igrid_np = None if igrid is None else np.asarray(igrid)
+            video = None if pixels is None else model.encode_video(pixels, grid_np)
+            image = None if image_pixels is None else model.encode_image(image_pixels, igrid_np)
+            h = model.embed(ids, video, image_embeds_NxD=image)
+            pos, _ = model.rope_index(ids, mask, grid_np, seconds, image_grid_thw=igrid_np)
         key_valid = jnp.concatenate([mask.astype(bool), jnp.zeros((B, N - 1), bool)], axis=1)
         hidden, cache = model.decode(h, pos, key_valid, _sharded(model.init_cache(B, S)), 0)
         logits = model.logits(hidden[:, -1:])[:, 0]

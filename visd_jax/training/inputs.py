@@ -2,157 +2,54 @@
 
 The pipeline gives right-padded prompts and per-example padded patches; the model wants
 left-padded prompts (so every row's last prompt token sits at the same slot and
-completions start together), the valid patches of all videos concatenated in row order,
-and a concrete `video_grid_thw` with one entry per vision block. Each 2-frame group is its
-own block in our prompt layout, so a video of grid (t, h, w) contributes t entries
-(1, h, w): the vision tower attends within a temporal patch either way, so the embeddings
-are the same, and get_rope_index then sees one grid per block as it expects.
+completions start together) and each example's media as vision blocks: each 2-frame group
+is its own block in our prompt layout, so a video of grid (t, h, w) is t blocks (1, h, w)
+(the vision tower attends within a temporal patch either way, and M-RoPE sees one grid per
+block as it expects). `training.batch` packs the blocks into bucketed canvases.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
-from visd_jax.sampling import Prompts
+from visd_jax.models.canvas import Block
 
 IMAGE_TASK = "visual QA"  # the one image task (SPEC 1); every other task is a video
-
-
-class MediaGrid(NamedTuple):
-    """The static grid of a batch holding images: one (1, h, w) per vision block, and per
-    block whether it is a video's temporal patch or an image ("video" / "image"). A batch
-    of videos only keeps the plain tuple of blocks as its grid (the older, common key)."""
-
-    blocks: tuple[tuple[int, int, int], ...]
-    kinds: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Videos:
-    """Concatenated patches and the static grid for a list of rows (videos and images).
-
-    Patches of every vision block, video or image, in row order; `seconds` holds one entry
-    per VIDEO block. `grid` is the plain tuple of blocks when there is no image, else a
-    `MediaGrid`; `split_media` turns (pixels, seconds, grid) into model arguments.
-    """
-
-    # [N, patch_dim]: uint8 pixels from the pipeline (the vision tower normalises them) or
-    # float32 already-normalised values; never cast between the two, which would change
-    # what they mean.
-    pixels: np.ndarray | None
-    grid: tuple[tuple[int, int, int], ...] | MediaGrid | None
-    seconds: np.ndarray | None  # [num_video_blocks]
-
-
-def _blocks(grid_thw: np.ndarray) -> list[tuple[int, int, int]]:
-    t, h, w = (int(v) for v in grid_thw)
-    return [(1, h, w)] * t
-
-
-def _parts(grid) -> tuple[list, list]:
-    if grid is None:
-        return [], []
-    if isinstance(grid, MediaGrid):
-        return list(grid.blocks), list(grid.kinds)
-    return list(grid), ["video"] * len(grid)
-
-
-def _grid(blocks, kinds):
-    if not blocks:
-        return None
-    return tuple(blocks) if all(k == "video" for k in kinds) else MediaGrid(tuple(blocks), tuple(kinds))
-
-
-def _concat_pixels(arrays) -> np.ndarray:
-    """Concatenate patch arrays of one kind: NumPy would turn uint8 pixels mixed with float
-    patches into floats that the model takes as normalised."""
-    kinds = {a.dtype for a in arrays}
-    if len(kinds) > 1:
-        raise ValueError(f"patches of different dtypes {sorted(map(str, kinds))} cannot be "
-                         "batched together: uint8 are raw pixels, floats are normalised")
-    return np.concatenate(arrays)
 
 
 def is_image_row(batch: dict, b: int) -> bool:
     return batch["meta"][b].get("task") == IMAGE_TASK if "meta" in batch else False
 
 
-def videos_for_rows(batch: dict, rows: Sequence[int]) -> Videos:
-    """Patches and block grids of the examples `rows` (indices into the batch), in order.
-
-    A row may repeat (the G samples of one prompt); its video is then repeated too, since
-    each sequence of the learner's batch carries its own copy of the video tokens. An image
-    row (visual QA) is one image block: grid (1, h, w), no seconds.
-    """
-    pix, blocks, kinds, secs = [], [], [], []
-    for b in rows:
-        g = batch["grid_thw"][b]
-        n = int(np.prod(g))
-        if n == 0:
-            continue
-        pix.append(batch["patches"][b, :n])
-        if batch["meta"][b].get("media") == "frames":  # release recipe: every frame an image
-            blocks += [(1, int(g[1]), int(g[2]))] * int(g[0])
-            kinds += ["image"] * int(g[0])
-            continue
-        if is_image_row(batch, b):
-            blocks.append((1, int(g[1]), int(g[2])))
-            kinds.append("image")
-            continue
-        bl = _blocks(g)
-        blocks += bl
-        kinds += ["video"] * len(bl)
-        secs += [float(batch["second_per_grid"][b])] * len(bl)
-    if not pix:
-        return Videos(None, None, None)
-    return Videos(_concat_pixels(pix), _grid(blocks, kinds),
-                  np.asarray(secs, np.float32) if secs else None)
+def blocks_of_row(batch: dict, b: int) -> list[Block]:
+    """The vision blocks of example `b`, in prompt order: a video of grid (t, h, w) is t
+    temporal patches (1, h, w); an image (visual QA) one image block; the release recipe's
+    frames (meta media="frames") t image blocks. Pixels stay in the pipeline's dtype (uint8:
+    the vision tower normalises them; a float cast would change what they mean)."""
+    t, h, w = (int(v) for v in batch["grid_thw"][b])
+    n = t * h * w
+    if n == 0:
+        return []
+    pix = batch["patches"][b, :n].reshape(t, h * w, -1)
+    if batch["meta"][b].get("media") == "frames" or is_image_row(batch, b):
+        return [Block(pix[i], h, w, "image") for i in range(t)]
+    sec = float(batch["second_per_grid"][b])
+    return [Block(pix[i], h, w, "video", sec) for i in range(t)]
 
 
-def concat_videos(parts: Sequence[Videos]) -> Videos:
-    """The media of several row groups, in order (rows without media contribute nothing)."""
-    parts = [p for p in parts if p.pixels is not None]
-    if not parts:
-        return Videos(None, None, None)
-    blocks, kinds = [], []
-    for p in parts:
-        b, k = _parts(p.grid)
-        blocks += b
-        kinds += k
-    secs = [p.seconds for p in parts if p.seconds is not None]
-    return Videos(_concat_pixels([p.pixels for p in parts]), _grid(blocks, kinds),
-                  np.concatenate(secs) if secs else None)
-
-
-def split_media(pixels, seconds, grid) -> dict:
-    """Model keyword arguments for (pixels, seconds, grid): videos and images apart.
-
-    Works on NumPy (host) and inside jit (static slices of a traced pixel array): the grid
-    is static, so each block's patch range is known when tracing.
-    """
-    if grid is None or pixels is None:
-        return {}
-    blocks, kinds = _parts(grid)
-    if all(k == "video" for k in kinds):
-        return dict(pixel_values_videos=pixels, video_grid_thw=np.asarray(blocks, np.int64),
-                    second_per_grid_ts=seconds)
-    xp = np if isinstance(pixels, np.ndarray) else jnp
-    vid, img, start = [], [], 0
-    for (t, h, w), k in zip(blocks, kinds):
-        n = t * h * w
-        (vid if k == "video" else img).append(pixels[start:start + n])
-        start += n
-    vblocks = [b for b, k in zip(blocks, kinds) if k == "video"]
-    iblocks = [b for b, k in zip(blocks, kinds) if k == "image"]
+def hf_media(blocks: Sequence[Block]) -> dict:
+    """transformers' keyword arguments (exact grids, one per block, videos and images apart)
+    for blocks in token order: the reference form the packed one is checked against."""
     out = {}
-    if vblocks:
-        out.update(pixel_values_videos=xp.concatenate(vid), video_grid_thw=np.asarray(vblocks, np.int64),
-                   second_per_grid_ts=seconds)
-    out.update(pixel_values=xp.concatenate(img), image_grid_thw=np.asarray(iblocks, np.int64))
+    for kind, names in (("video", ("pixel_values_videos", "video_grid_thw")), ("image", ("pixel_values",
+                                                                                           "image_grid_thw"))):
+        mine = [b for b in blocks if b.kind == kind]
+        if mine:
+            out[names[0]] = np.concatenate([b.pixels for b in mine])
+            out[names[1]] = np.asarray([(1, b.h, b.w) for b in mine], np.int64)
+    if "video_grid_thw" in out:
+        out["second_per_grid_ts"] = np.asarray([b.seconds for b in blocks if b.kind == "video"], np.float32)
     return out
 
 
@@ -180,18 +77,6 @@ def bucket(n: int, sizes: Sequence[int]) -> int:
         if s >= n:
             return s
     return -(-n // 128) * 128
-
-
-def sampler_prompts(batch: dict, rows: Sequence[int], *, length: int, pad_id: int,
-                    ids: Sequence[np.ndarray] | None = None) -> Prompts:
-    """Left-padded prompts (and their videos) of `rows` for `sampling.generate`."""
-    ids = prompt_ids_of(batch, rows) if ids is None else ids
-    tok, mask = left_pad(ids, length, pad_id)
-    v = videos_for_rows(batch, rows)
-    m = split_media(v.pixels, v.seconds, v.grid)
-    grid = lambda k: None if m.get(k) is None else np.asarray(m[k], np.int32)  # noqa: E731
-    return Prompts(tok, mask, m.get("pixel_values_videos"), grid("video_grid_thw"), m.get("second_per_grid_ts"),
-                   pixel_values=m.get("pixel_values"), image_grid_thw=grid("image_grid_thw"))
 
 
 def prompt_ids_of(batch: dict, rows: Sequence[int]) -> list[np.ndarray]:
