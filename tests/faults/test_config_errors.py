@@ -9,7 +9,7 @@ import pytest
 CASES = [
     ("--config.rl.top_pp=0.5", "config.rl.top_pp is not a field; did you mean rl.top_p"),
     ("--config.rl.top_p=2.0", "config.rl.top_p=2.0: in (0, 1]"),
-    ("--config.coach.selector=fixed:raw", "config.coach.selector='fixed:raw'"),
+    ("--config.coach.selector=fixed:blur", "config.coach.selector='fixed:blur'"),
     ("--config.data.max_frames=5", "config.data.max_frames=5: a positive even int"),
     ("--config.data.max_pixels=0", "config.data.max_pixels=0"),
     ("--config.workdir=/proc/version", "config.workdir='/proc/version': a directory"),

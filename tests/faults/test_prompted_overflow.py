@@ -28,9 +28,9 @@ def test_prompted_rebuild_that_overflows_is_skipped_not_fatal(tmp_path):
     batch = P.pad_batch(raw, batch_size=2, buckets=P.Buckets(tokens=(4096,), patches=(4096,)), max_frames=4,
                         pad_id=1000)
     batch["meta"] = metas
-    ids, videos, kept_raw = sft.prompted_rows(batch, [0, 1], "darken", source=src, example_cfg=cfg, buckets=wide,
-                                              max_frames=4, pad_id=1000)
-    assert kept_raw == 1 and len(ids) == 2 and videos.pixels is not None
+    ids, media, kept_raw = sft.prompted_rows(batch, [0, 1], "darken", source=src, example_cfg=cfg, buckets=wide,
+                                             max_frames=4, pad_id=1000)
+    assert kept_raw == 1 and len(ids) == 2 and all(len(m) == 2 for m in media)  # 4 frames: 2 blocks each
     for i in range(2):
         if not ok[i]:
             np.testing.assert_array_equal(ids[i], raw[i]["input_ids"])

@@ -15,7 +15,9 @@ from flax import nnx
 
 from visd_jax.models import Qwen25VL, Qwen25VLConfig
 from visd_jax.training.schedules import make_optimizer
-from visd_jax.training.step import Seq, Steps, score_fn
+from visd_jax.models.canvas import token_layout
+from visd_jax.training.batch import RolloutBatch
+from visd_jax.training.step import Steps
 
 B, L, T = 4, 16, 8
 
@@ -52,7 +54,10 @@ def _batch(rng, rows):
     tmask = np.ones((rows, T), np.int32)
     tmask[1, 5:] = 0  # a completion that stopped early
     mask[:, L:] = tmask
-    return Seq(ids, mask, ids[:, L:].copy(), tmask, None, None, None)
+    cfg = Qwen25VLConfig.preset("tiny")
+    pos, src = token_layout(ids, mask, [[]] * rows, [], None, video_token_id=cfg.video_token_id,
+                            image_token_id=cfg.image_token_id, merge=2, tokens_per_second=2, media_end=L)
+    return RolloutBatch(ids, mask, ids[:, L:].copy(), tmask, pos, src, None)
 
 
 def run_one_step():
@@ -63,18 +68,18 @@ def run_one_step():
              "step": jnp.zeros((), jnp.int32)}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     steps = Steps(graphdef, opt, shardings, temperature=1.0, clip_low=3e-4, clip_high=4e-4,
-                  signal_clip=0.2, alpha=0.1, ema_decay=0.99)
+                  signal_clip=0.2, alpha=0.1, ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0)
     rng = np.random.default_rng(0)
     seq, sd = _batch(rng, B), _batch(rng, 2)
-    arrays = lambda s: tuple(None if a is None else jnp.asarray(a) for a in s.arrays())  # noqa: E731
-    logp, _ = score_fn(graphdef, None, None, 1.0, "topk", 16, 0.0)(state["params"], None, arrays(seq), None)
+    logp, _, _ = steps.score()(state["params"], None, seq, None, np.zeros((1, B), np.float32))
     # an older policy: ratios on both sides of the clip band
     old_logp = np.asarray(logp) + rng.normal(0.0, 0.01, (B, T)).astype(np.float32)
     adv = np.array([1.0, 1.0, -0.5, -0.5], np.float32)
     signal = rng.normal(0.0, 0.3, (B, T)).astype(np.float32) * seq.tmask
-    fn = steps.rl_update(None, None, use_signal=True, use_sd=True)
-    state, m = fn(state, arrays(seq), jnp.asarray(old_logp), jnp.asarray(adv), jnp.asarray(signal),
-                  jnp.float32(0.5), arrays(sd), jnp.asarray([1, 0], jnp.int32))
+    fn = steps.rl_update(use_signal=True, use_sd=True)
+    # all rows in one minibatch; sd row 1 is padding (index -1: in no loss)
+    state, m = fn(state, seq, jnp.asarray(old_logp), jnp.asarray(adv), jnp.asarray(signal),
+                  jnp.float32(0.5), np.arange(B, dtype=np.int32), sd, np.array([0, -1], np.int32))
     state = steps.ema()(state)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     checksum = {part: float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(state[part])))

@@ -10,7 +10,8 @@ from visd_jax.training.trainer import Trainer
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("mode", ["gspo", "visioncoach", "visd", "visd_coach"])
+# (visd alone: its RL step runs in the model-judge test below)
+@pytest.mark.parametrize("mode", ["gspo", "visioncoach", "visd_coach"])
 def test_every_mode_runs_a_few_steps(make_config, mode):
     # No warmup (it gives the first update lr 0) and an lr that moves the weights visibly
     # even when every advantage is 0: a 1-step-SFT policy rarely earns a reward, and whether
@@ -107,9 +108,10 @@ def test_resume_continues_step_for_step(make_config, tmp_path):
     rows = again.run()
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for a, b in zip(full, rows):
-        assert a.keys() == b.keys()
+        same = lambda r: {k for k in r if not k.startswith("compiles/")}  # noqa: E731 (per process)
+        assert same(a) == same(b)
         for k in a:
-            if not k.startswith("time/") and k != "tokens_per_s":
+            if not k.startswith(("time/", "compiles/")) and k != "tokens_per_s":  # per process
                 assert a[k] == b[k], (a["step"], k, a[k], b[k])
 
 
@@ -163,8 +165,8 @@ def test_visual_qa_images_train_next_to_videos(make_config):
     tasks = [tr.source[i]["record"]["task"] for i in range(len(tr.source))]
     assert len(tasks) == 6 and tasks.count("visual QA") == 1
     batch = next(tr.rl_iter)  # (the run then starts from the next batch: fine here)
-    media = inputs.videos_for_rows(batch, tr._rows(batch))
-    assert isinstance(media.grid, inputs.MediaGrid) and media.grid.kinds.count("image") == 1
+    kinds = [blk.kind for b in tr._rows(batch) for blk in inputs.blocks_of_row(batch, b)]
+    assert kinds.count("image") == 1 and "video" in kinds
     rows = tr.run()
     assert all(math.isfinite(r.get("sft/loss", r.get("train/loss"))) for r in rows)
     assert all(r.get("train/skipped", r.get("sft/skipped")) == 0 for r in rows)

@@ -22,11 +22,11 @@ import io
 import numpy as np
 
 from visd_jax import text, video
+from visd_jax.prompt_kinds import KINDS as PROMPT_KINDS
 from visd_jax.pipeline.records import RecordError, check_against_video, check_schema, record_id
 
 MERGE = 4  # 2x2 spatial merge: merged tokens per frame group = gh * gw / 4
 TEMPORAL_PATCH = 2
-PROMPT_KINDS = ("raw", "circle", "darken", "numbers", "attention")
 RECIPES = ("ours", "release")
 
 

@@ -1,7 +1,7 @@
 """Text appended to the question for each visual prompt (SPEC section 5, VisionCoach)."""
 from __future__ import annotations
 
-KINDS = ("raw", "circle", "darken", "numbers", "attention")
+from visd_jax.prompt_kinds import KINDS  # noqa: F401 (re-exported)
 
 HINTS = {
     "raw": "",

@@ -16,26 +16,19 @@ import numpy as np
 
 from visd_jax.pipeline import RecordError, make_example, pad_batch
 from visd_jax.training import inputs
+from visd_jax.training.batch import RolloutBatch, RunContext, build_batch
 from visd_jax.training.rollouts import Rollouts
 from visd_jax.training.routing import hard_mask, select_for_distillation
 from visd_jax.training.selector import PROMPT_KINDS
-from visd_jax.training.step import Seq
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class CoachResult:
-    seq: Seq | None  # [S, L' + T] prompted rollouts kept for the NLL, S static
+    batch: RolloutBatch | None  # [S, L' + T] prompted rollouts kept for the NLL, S static
     selected: np.ndarray  # [S] 1 for rows in S, 0 for padding rows
     stats: dict
-    row_videos: list = dataclasses.field(default_factory=list)  # inputs.Videos of each row
-
-    def rows(self, idx) -> Seq:
-        """Rows `idx` of `seq`, with exactly their videos."""
-        s = self.seq
-        v = inputs.concat_videos([self.row_videos[i] for i in idx])
-        return Seq(s.ids[idx], s.mask[idx], s.targets[idx], s.tmask[idx], v.pixels, v.seconds, v.grid)
 
 
 def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int,
@@ -62,8 +55,8 @@ def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, bu
     return pad_batch(examples, batch_size=batch_size, buckets=buckets, max_frames=max_frames, pad_id=pad_id), ok
 
 
-def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_cfg, buckets,
-          max_frames: int, threshold: float, top_n: int, rule: str, pad_id: int, token_buckets) -> CoachResult:
+def coach(raw: Rollouts, batch: dict, *, do_rollout, ctx: RunContext, source, selector, example_cfg, buckets,
+          max_frames: int, threshold: float, top_n: int, rule: str) -> CoachResult:
     """`do_rollout(prompted_batch) -> Rollouts` samples G completions of every row."""
     n = len(raw.rows)
     g = raw.tokens.shape[0] // n
@@ -79,7 +72,7 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
     results, built = {}, {}
     for kind in kinds:
         pb, built[kind] = prompted_batch(source, metas, kind, example_cfg, batch_size=n, buckets=buckets,
-                                         max_frames=max_frames, pad_id=pad_id)
+                                         max_frames=max_frames, pad_id=ctx.pad_id)
         if pb is not None:
             results[kind] = (pb, do_rollout(pb))
     # a kind whose rebuild failed for a prompt is no candidate for it; no kind left: not coached
@@ -115,18 +108,10 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, source, selector, example_c
     selected = np.zeros((size,), np.int32)
     selected[: len(picked)] = 1
     picked += [picked[0]] * (size - len(picked))  # static S; padding rows are not selected
-    ids, toks, tmask, vids = [], [], [], []
-    for kind, i, j in picked:
-        pb, ro = results[kind]
-        ids.append(pb["input_ids"][i, : int(pb["attention_mask"][i].sum())])
-        toks.append(ro.tokens[i * g + j])
-        tmask.append(ro.mask[i * g + j])
-        vids.append((pb, i))
-    length = inputs.bucket(max(len(x) for x in ids), token_buckets)
-    ptok, pmask = inputs.left_pad(ids, length, pad_id)
-    toks, tmask = np.stack(toks).astype(np.int32), np.stack(tmask).astype(np.int32)
-    sid, smask = inputs.sequences(ptok, pmask, toks, tmask)
-    row_videos = [inputs.videos_for_rows(pb, [i]) for pb, i in vids]
-    v = inputs.concat_videos(row_videos)
-    seq = Seq(sid, smask, toks, tmask, v.pixels, v.seconds, v.grid)
-    return CoachResult(seq, selected, stats, row_videos)
+    groups = sorted({(kind, i) for kind, i, _ in picked})  # each prompted example's media once
+    ids = [inputs.prompt_ids_of(results[kind][0], [i])[0] for kind, i, _ in picked]
+    toks = np.stack([results[kind][1].tokens[i * g + j] for kind, i, j in picked]).astype(np.int32)
+    tmask = np.stack([results[kind][1].mask[i * g + j] for kind, i, j in picked]).astype(np.int32)
+    media = [inputs.blocks_of_row(results[kind][0], i) for kind, i in groups]
+    sd = build_batch(ctx, ids, toks, tmask, [groups.index((kind, i)) for kind, i, _ in picked], media)
+    return CoachResult(sd, selected, stats)

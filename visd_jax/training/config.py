@@ -11,9 +11,11 @@ from typing import Any
 
 import ml_collections
 
-from visd_jax.training.selector import PROMPT_KINDS as SELECTOR_KINDS
+from visd_jax.prompt_kinds import KINDS as SELECTOR_KINDS
 
 MODES = ("sft", "gspo", "visioncoach", "visd", "visd_coach")
+COACH_MODES = ("visioncoach", "visd_coach")  # VisionCoach: hard prompts coached, SD rows
+VISD_MODES = ("visd", "visd_coach")  # VISD: judge, EMA teacher, token-level signal
 # models.config's preset names, listed here so validation imports no JAX (a test keeps the two equal)
 PRESETS = ("3b", "7b", "32b", "tiny", "small")
 
@@ -47,11 +49,15 @@ def base_config() -> ml_collections.ConfigDict:
         max_key_frames=8,  # release recipe: key-frame images a video may add
         # prompt-length buckets (each one a compiled program); () = powers of two up to max
         token_buckets=(),
+        # vision-block canvases "HxW" in patches (each one a compiled program per slot count);
+        # () = derived from the pixel budget: every aspect within 1:5..5:1, each canvas at
+        # most ~canvas_ratio times the block it holds (models/canvas.py)
+        canvases=(), canvas_ratio=1.5,
     )
     # max_claims 0: every claim. prompted_frac / privileged_frac: share of SFT steps whose
     # batch shows the visual-prompt form / the teacher's privileged form (training/sft.py)
     c.sft = dict(steps=0, batch_size=8, lr=1e-4, warmup_steps=0, max_claims=0, prompted_frac=0.0,
-                 privileged_frac=0.0)
+                 privileged_frac=0.0, weight_decay=0.01, grad_clip=5.0)
     c.rl = dict(
         steps=100, prompts_per_step=8, num_generations=4, minibatches=4,
         max_new_tokens=768, temperature=1.0, top_p=0.95, top_k=0,
@@ -77,7 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
 # recipe, step sizes and sampling. Total steps, mode, logging, checkpointing are not.
 MEANINGFUL = ("seed", "recipe", "model.", "data.", "sft.lr", "sft.batch_size", "rl.lr", "rl.prompts_per_step",
               "rl.num_generations", "rl.temperature", "rl.top_p", "rl.top_k", "rl.max_new_tokens")
-_NOT_MEANINGFUL = ("data.num_workers", "data.cache_dir")
+_NOT_MEANINGFUL = ("data.num_workers", "data.cache_dir", "data.canvases", "data.canvas_ratio")
 
 
 def _flat(node, prefix=""):
@@ -139,6 +145,16 @@ def _mesh_axis(v) -> bool:
     return _int(v) and (v == -1 or v >= 1)
 
 
+def _canvas_ok(c) -> bool:
+    parts = c.split("x") if isinstance(c, str) else []
+    return len(parts) == 2 and all(p.isdigit() and int(p) > 0 and int(p) % 2 == 0 for p in parts)
+
+
+def canvases_of(cfg) -> tuple[tuple[int, int], ...]:
+    """data.canvases as (H, W) pairs ('16x24' -> (16, 24))."""
+    return tuple(tuple(int(p) for p in c.split("x")) for c in cfg.data.canvases)
+
+
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("seed", _int, "an int"),
     ("workdir", lambda v: isinstance(v, str), "a path (gs://... on TPU)"),
@@ -161,6 +177,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("sft.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
     ("rl.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
     ("rl.weight_decay", _nonneg, "a number >= 0"),
+    ("sft.weight_decay", _nonneg, "a number >= 0"),
+    ("sft.grad_clip", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
     ("rl.adv_eps", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),
     ("coach.hard_threshold", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     ("visd.judge_path", lambda v: isinstance(v, str), "a Hugging Face checkpoint directory or ''"),
@@ -188,6 +206,9 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.keyframe_roots", lambda v: isinstance(v, (str, dict)) and _roots_ok(v), "source=dir,... or one directory"),
     ("data.token_buckets", lambda v: isinstance(v, tuple) and all(isinstance(b, int) and b > 0 for b in v)
      and list(v) == sorted(set(v)), "increasing positive ints, or () for powers of two"),
+    ("data.canvases", lambda v: isinstance(v, tuple) and all(_canvas_ok(c) for c in v),
+     "'HxW' canvases in patches, H and W even (e.g. ('16x24', '24x16')), or () to derive them"),
+    ("data.canvas_ratio", lambda v: isinstance(v, (int, float)) and v > 1, "a number > 1"),
     ("sft.steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("sft.batch_size", _positive_int, "a positive int"),
     ("sft.max_claims", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = every claim)"),
@@ -209,7 +230,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("coach.alpha", _nonneg, "a number >= 0"),
     ("coach.top_n", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("coach.candidate_rule", lambda v: v in ("answer", "total"), "answer (release) or total (paper)"),
-    # the selector's own list: a kind it cannot roll out is refused here, not after loading
+    # the one list of kinds (raw included: fixed:raw re-rolls hard prompts as they are)
     ("coach.selector", lambda v: v == "oracle" or (isinstance(v, str) and v.startswith("fixed:")
                                                     and v[6:] in SELECTOR_KINDS),
      f"'oracle' or 'fixed:KIND' with KIND in {SELECTOR_KINDS}"),

@@ -6,6 +6,7 @@ and the PNG are views of the same values.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -243,3 +244,13 @@ def plot_curves(rows: Sequence[Mapping[str, object]], keys: Sequence[str], path:
         fig.savefig(f, format="png")
     plt.close(fig)
     return str(out)
+
+
+@contextlib.contextmanager
+def timer(out: dict, key: str):
+    """Adds the wall-clock seconds of the block to out[key] (also when it raises)."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        out[key] = out.get(key, 0.0) + time.perf_counter() - t

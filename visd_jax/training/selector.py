@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-PROMPT_KINDS = ("circle", "darken", "numbers", "attention")
+from visd_jax.prompt_kinds import KINDS as PROMPT_KINDS, VISUAL_PROMPTS
 
 
 class FixedSelector:
@@ -27,7 +27,7 @@ class FixedSelector:
 
 class OracleSelector:
     def candidates(self, metas: Sequence[Mapping]) -> list[tuple[str, ...]]:
-        return [PROMPT_KINDS for _ in metas]
+        return [VISUAL_PROMPTS for _ in metas]
 
     def __repr__(self):
         return "oracle"

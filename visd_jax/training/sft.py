@@ -70,14 +70,15 @@ def privileged_ids(batch: dict, rows, *, tokenizer, marker: int, max_claims: int
 
 
 def prompted_rows(batch: dict, rows, kind: str, *, source, example_cfg, buckets, max_frames: int, pad_id: int):
-    """(prompt ids, videos, rows kept raw) of `rows` rebuilt with visual prompt `kind` and its
-    hint; a row that cannot be rebuilt (too long prompted, say) keeps its raw prompt."""
+    """(prompt ids, vision blocks of each row, rows kept raw) of `rows` rebuilt with visual
+    prompt `kind` and its hint; a row that cannot be rebuilt (too long prompted, say) keeps
+    its raw prompt."""
     metas = [batch["meta"][b] for b in rows]
     pb, ok = prompted_batch(source, metas, kind, example_cfg, batch_size=len(rows), buckets=buckets,
                             max_frames=max_frames, pad_id=pad_id)
-    ids, vids = [], []
+    ids, media = [], []
     for i, b in enumerate(rows):
         src, r = (pb, i) if pb is not None and ok[i] else (batch, b)
         ids += inputs.prompt_ids_of(src, [r])
-        vids.append(inputs.videos_for_rows(src, [r]))
-    return ids, inputs.concat_videos(vids), int((~ok).sum())
+        media.append(inputs.blocks_of_row(src, r))
+    return ids, media, int((~ok).sum())

@@ -1,9 +1,9 @@
 """The jitted pieces of a training step: scoring, the RL update, the SFT update, the EMA.
 
-Each is built once per static signature (model graph, vision grids, completion length,
-loss switches) by an lru_cache'd factory and jitted with the state's shardings as
-explicit in/out shardings and the state donated, so an update rewrites the parameter and
-optimizer buffers in place. The train state is a plain dict pytree:
+Each takes whole `RolloutBatch`es and is built once per loss switch in the run's
+`Programs` cache; jit compiles it once per batch bucket. Updates are jitted with the
+state's shardings as explicit out shardings and the state donated, so an update rewrites
+the parameter and optimizer buffers in place. The train state is a plain dict pytree:
 
   {"params": nnx.State, "opt": optax state, "teacher": nnx.State or None, "step": int32}
 
@@ -12,82 +12,31 @@ the metrics, with the step number); the host logs it and training goes on.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 from visd_jax import losses
-from visd_jax.training.inputs import split_media
+from visd_jax.training.batch import RolloutBatch
+from visd_jax.training.programs import Programs
 from visd_jax.training.schedules import ema_update
 
 
-@dataclasses.dataclass(frozen=True)
-class Seq:
-    """A batch of prompt + completion sequences and their videos (host NumPy, or on device).
-
-    ids/mask [B, L + T]; targets/tmask [B, T] are the completion tokens and their mask;
-    pixels [N, patch_dim] with `grid` (static) and `seconds` per vision block.
-    """
-
-    ids: np.ndarray
-    mask: np.ndarray
-    targets: np.ndarray
-    tmask: np.ndarray
-    pixels: np.ndarray | None
-    seconds: np.ndarray | None
-    grid: tuple | None
-
-    def arrays(self):
-        return (self.ids, self.mask, self.targets, self.tmask, self.pixels, self.seconds)
-
-
-def completion_hidden(model, ids, mask, pixels, seconds, grid, t: int):
-    """Final hidden states at the positions that predict the last `t` tokens: [B, t, D].
-
-    `grid` is static: a tuple of video blocks, or an `inputs.MediaGrid` when images are in."""
-    length = ids.shape[1]
-    # media only in the prompt: a vision token sampled into a completion stays text
-    hidden = model(ids, attention_mask=mask, return_hidden=True, media_end=length - t,
-                   **split_media(pixels, seconds, grid))
+def completion_hidden(model, b: RolloutBatch):
+    """Final hidden states at the positions that predict the completion tokens: [B, T, D]."""
+    t, length = b.targets.shape[1], b.ids.shape[1]
+    # media only in the prompt: build_batch gave completion positions no canvas token
+    hidden = model.forward_packed(b.ids, b.mask, b.positions, b.media, None if b.media is None else b.src,
+                                  return_hidden=True)
     return jax.lax.dynamic_slice_in_dim(hidden, length - t - 1, t, axis=1)
 
 
-def _logp(model, seq_arrays, grid, temperature):
-    ids, mask, targets, _, pixels, seconds = seq_arrays
-    h = completion_hidden(model, ids, mask, pixels, seconds, grid, targets.shape[1])
+def _logp(model, b: RolloutBatch, temperature):
+    h = completion_hidden(model, b)
     # logits / T == (h / T) @ W: the sampling temperature without materialising logits
     return losses.token_logprobs(hidden=h.astype(jnp.float32) / temperature,
-                                 unembed=model.unembed, targets=targets), h
-
-
-@functools.lru_cache(maxsize=64)
-def score_fn(graphdef, grid, teacher_grid, temperature: float, signal_mode: str, top_k: int, gamma: float):
-    """(params, teacher_or_None, seq, teacher_seq_or_None) -> (old_logp, signal_or_None).
-
-    old_logp is the full-distribution log-prob under the rollout policy (recomputed
-    rather than taken from the sampler, whose top-p truncation would bias the ratio).
-    """
-
-    @jax.jit
-    def run(params, teacher, seq, tseq):
-        model = nnx.merge(graphdef, params)
-        old_logp, h_s = _logp(model, seq, grid, temperature)
-        if teacher is None:
-            return old_logp, None
-        tmodel = nnx.merge(graphdef, teacher)
-        tids, tmask, ttargets, _, tpix, tsec = tseq
-        h_t = completion_hidden(tmodel, tids, tmask, tpix, tsec, teacher_grid, ttargets.shape[1])
-        g = losses.token_signal(student_hidden=h_s, teacher_hidden=h_t,
-                                student_unembed=model.unembed, teacher_unembed=tmodel.unembed,
-                                targets=seq[2], mode=signal_mode, top_k=top_k, gamma=gamma)
-        return old_logp, g * seq[3]
-
-    return run
+                                 unembed=model.unembed, targets=b.targets), h
 
 
 def _apply_update(state, grads, loss, optimizer):
@@ -102,66 +51,96 @@ def _apply_update(state, grads, loss, optimizer):
 
 
 class Steps:
-    """The compiled update functions of one run: one per static signature, built on demand.
+    """The jitted programs of a run's updates, built on demand in one `Programs` cache.
 
-    Holds what every signature shares (model graph, optimizer, state shardings) so that the
-    cache key is only what changes: the vision grids and which loss terms are on.
+    Holds what every program shares (model graph, optimizer, state shardings, loss
+    settings) so that a program's static key is only which loss terms are on; the batch
+    shapes come from the buckets and jit keys on them.
     """
 
     def __init__(self, graphdef, optimizer, shardings, *, temperature: float, clip_low: float,
-                 clip_high: float, signal_clip: float, alpha: float, ema_decay: float):
+                 clip_high: float, signal_clip: float, alpha: float, ema_decay: float, adv_eps: float = 1e-6,
+                 signal_mode: str = "topk", top_k: int = 16, gamma: float = 0.0, programs: Programs | None = None):
         self.graphdef, self.optimizer, self.shardings = graphdef, optimizer, shardings
         self.temperature, self.clip_low, self.clip_high = temperature, clip_low, clip_high
-        self.signal_clip, self.alpha, self.ema_decay = signal_clip, alpha, ema_decay
-        self._cache: dict = {}
+        self.signal_clip, self.alpha, self.ema_decay, self.adv_eps = signal_clip, alpha, ema_decay, adv_eps
+        self.signal_mode, self.top_k, self.gamma = signal_mode, top_k, gamma
+        self.programs = programs or Programs()
 
-    def _get(self, key, build):
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+    def score(self):
+        """(params, teacher_or_None, batch, teacher_batch_or_None, rewards [N, G]) ->
+        (old_logp [N*G, T], signal [N*G, T] or None, advantages [N*G]), all on the device.
 
-    def rl_update(self, grid, sd_grid, *, use_signal: bool, use_sd: bool):
-        """(state, seq, old_logp, adv, signal, mix, sd_seq, sd_selected) -> (state, metrics)."""
+        old_logp is the full-distribution log-prob under the rollout policy (recomputed
+        rather than taken from the sampler, whose top-p truncation would bias the ratio)."""
         graphdef, temperature = self.graphdef, self.temperature
 
-        def loss_fn(params, seq, old_logp, adv, signal, mix, sd_seq, sd_selected):
+        def run(params, teacher, b, tb, rewards):
+            adv = losses.group_advantages(rewards=rewards.astype(jnp.float32), eps=self.adv_eps).reshape(-1)
             model = nnx.merge(graphdef, params)
-            logp, _ = _logp(model, seq, grid, temperature)
+            old_logp, h_s = _logp(model, b, temperature)
+            if teacher is None:
+                return old_logp, None, adv
+            tmodel = nnx.merge(graphdef, teacher)
+            h_t = completion_hidden(tmodel, tb)
+            g = losses.token_signal(student_hidden=h_s, teacher_hidden=h_t, student_unembed=model.unembed,
+                                    teacher_unembed=tmodel.unembed, targets=b.targets, mode=self.signal_mode,
+                                    top_k=self.top_k, gamma=self.gamma)
+            return old_logp, g * b.tmask, adv
+
+        return self.programs.get("score", (), lambda: jax.jit(run), skip=2)
+
+    def rl_update(self, *, use_signal: bool, use_sd: bool):
+        """(state, batch, old_logp, adv, signal, mix, rows, sd_batch, sd_rows) -> (state, metrics).
+
+        One minibatch: `rows` of the rollout batch (and `sd_rows` of the self-distillation
+        batch) taken on the device, so old log-probs and advantages never visit the host.
+        sd rows with index -1 are padding (a static row count); they enter no loss."""
+        graphdef, temperature = self.graphdef, self.temperature
+
+        def loss_fn(params, b, old_logp, adv, signal, mix, sd, sd_selected):
+            model = nnx.merge(graphdef, params)
+            logp, _ = _logp(model, b, temperature)
             kw = {}
             if use_signal:
                 kw.update(signal=signal, mix=mix, signal_clip=self.signal_clip)
             if use_sd:
-                sd_logp, _ = _logp(model, sd_seq, sd_grid, 1.0)
-                kw.update(sd_logp=sd_logp, sd_mask=sd_seq[3], sd_selected=sd_selected, alpha=self.alpha)
-            return losses.visd_objective(logp=logp, old_logp=old_logp, advantages=adv, mask=seq[3],
+                sd_logp, _ = _logp(model, sd, 1.0)
+                kw.update(sd_logp=sd_logp, sd_mask=sd.tmask, sd_selected=sd_selected, alpha=self.alpha)
+            return losses.visd_objective(logp=logp, old_logp=old_logp, advantages=adv, mask=b.tmask,
                                          clip_low=self.clip_low, clip_high=self.clip_high, **kw)
 
-        def run(state, seq, old_logp, adv, signal, mix, sd_seq, sd_selected):
+        def run(state, b, old_logp, adv, signal, mix, rows, sd, sd_rows):
+            sd_sel = None
+            if use_sd:
+                sd_sel = (sd_rows >= 0).astype(jnp.int32)
+                sd = sd.take(jnp.maximum(sd_rows, 0))
+            signal = None if signal is None else signal[rows]
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state["params"], seq, old_logp, adv, signal, mix, sd_seq, sd_selected)
+                state["params"], b.take(rows), old_logp[rows], adv[rows], signal, mix, sd, sd_sel)
             state, m = _apply_update(state, grads, loss, self.optimizer)
             return state, {**metrics, **m}
 
-        return self._get(("rl", grid, sd_grid, use_signal, use_sd),
-                         lambda: jax.jit(run, donate_argnums=0, out_shardings=(self.shardings, None)))
+        return self.programs.get("rl_update", (use_signal, use_sd), lambda: jax.jit(
+            run, donate_argnums=0, out_shardings=(self.shardings, None)))
 
-    def sft_update(self, grid, optimizer):
-        """(state, seq) -> (state, metrics): token-mean NLL of the target tokens per sequence."""
+    def sft_update(self, optimizer):
+        """(state, batch) -> (state, metrics): token-mean NLL of the target tokens per sequence."""
         graphdef = self.graphdef
 
-        def loss_fn(params, seq):
+        def loss_fn(params, b):
             model = nnx.merge(graphdef, params)
-            logp, _ = _logp(model, seq, grid, 1.0)
+            logp, _ = _logp(model, b, 1.0)
             rows = jnp.ones(logp.shape[:1], jnp.float32)
-            return losses.prompted_rollout_nll(logp=logp, mask=seq[3], selected=rows)
+            return losses.prompted_rollout_nll(logp=logp, mask=b.tmask, selected=rows)
 
-        def run(state, seq):
-            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], seq)
+        def run(state, b):
+            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], b)
             state, m = _apply_update(state, grads, loss, optimizer)
             return state, {"loss": loss, **metrics, **m}
 
-        return self._get(("sft", grid, id(optimizer)),
-                         lambda: jax.jit(run, donate_argnums=0, out_shardings=(self.shardings, None)))
+        return self.programs.get("sft_update", id(optimizer), lambda: jax.jit(
+            run, donate_argnums=0, out_shardings=(self.shardings, None)))
 
     def ema(self):
         """state -> state with teacher <- decay * teacher + (1 - decay) * student."""
@@ -170,4 +149,4 @@ class Steps:
         def run(state):
             return dict(state, teacher=ema_update(state["teacher"], state["params"], decay=decay))
 
-        return self._get(("ema",), lambda: jax.jit(run, donate_argnums=0, out_shardings=self.shardings))
+        return self.programs.get("ema", (), lambda: jax.jit(run, donate_argnums=0, out_shardings=self.shardings))

@@ -6,13 +6,16 @@ Per RL step: G rollouts of each prompt -> seven rewards -> group advantages; in 
 modes, hard prompts get a visual prompt and G prompted rollouts, the best of which are
 distilled (NLL); in VISD modes, each rollout is judged and the EMA teacher, seeing the
 judge's privileged block, scores the student's tokens for direction-magnitude advantages
-(while lambda > 0). The rollout batch is split into minibatches with the old log-probs of
-rollout time, so the GSPO ratio moves and the clip acts. The EMA teacher follows the
-student after every step. Checkpoints (state + data iterator) every N steps; a run
+(while lambda > 0). An RL step is `collect` (host: rollouts, rewards, coach, judge ->
+typed `RolloutBatch`es) then `learn` (device: scoring, advantages, the minibatch updates
+with the old log-probs of rollout time, so the GSPO ratio moves and the clip acts, and the
+EMA teacher following the student). Batches are bucketed (prompt lengths, vision
+canvases), so each program compiles once per bucket: metrics.jsonl counts them. Checkpoints (state + data iterator) every N steps; a run
 restarted in the same work directory resumes where the last checkpoint left it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -24,27 +27,28 @@ from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 from flax import nnx
 
-from visd_jax import losses
-from visd_jax.parallel import global_array, host_array, is_main_process, make_mesh, maybe_initialize, named_sharding
+from visd_jax.models.canvas import CanvasBuckets
+from visd_jax.parallel import global_array, is_main_process, make_mesh, maybe_initialize, named_sharding
 from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator
 from visd_jax.training import inputs, sft
 from visd_jax.training.coach import coach
-from visd_jax.training.config import config_changes, validate
-from visd_jax.training.metrics import BadRecordLog, MetricsWriter, Progress, plot_curves, read_metrics
-from visd_jax.training.rollouts import rollout, subset, teacher_seq
+from visd_jax.training.batch import RolloutBatch, RunContext, build_batch, place
+from visd_jax.training.config import COACH_MODES, VISD_MODES, canvases_of, config_changes, validate
+from visd_jax.training.metrics import BadRecordLog, MetricsWriter, Progress, plot_curves, read_metrics, timer
+from visd_jax.training.programs import Programs
+from visd_jax.training.rollouts import Collected, ModelSampler, rollout, teacher_batch
 from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lambda
-from visd_jax.training.selector import make_selector
+from visd_jax.training.routing import minibatch_rows
+from visd_jax.training.selector import PROMPT_KINDS, make_selector
 from visd_jax.text import special_ids
 from visd_jax.training.setup import build_data, build_model, check_token_ids, flat_state, unflat_state
-from visd_jax.training.step import Seq, Steps, score_fn
+from visd_jax.training.step import Steps
 from visd_jax.training.checkpoint import Checkpointer, restore_newest
 from visd_jax.training.judging import make_judge
 
 log = logging.getLogger(__name__)
-COACH_MODES = ("visioncoach", "visd_coach")
 # completion lengths of SFT targets; 192 keeps a 2-claim trace (<= ~140 tokens) off 256
 SFT_TARGET_BUCKETS = (32, 64, 128, 192, 256, 384, 512, 768, 1024, 2048)
-VISD_MODES = ("visd", "visd_coach")
 
 
 class Trainer:
@@ -66,7 +70,6 @@ class Trainer:
         self.ids = special_ids(self.tokenizer, tok_dir)
         check_token_ids(model.config, self.ids, tok_dir)
         self.pad_id, self.eos_id = self.ids.pad, self.ids.im_end
-        self.special = frozenset(int(i) for i in self.tokenizer.all_special_ids)
 
         d = cfg.data
         self.example_cfg = ExampleConfig(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
@@ -84,6 +87,14 @@ class Trainer:
         max_patches = max(slots * d.max_pixels, d.image_max_pixels) // (14 * 14) + 4 * slots
         self.buckets = Buckets(tokens=self.token_buckets, patches=(max_patches,))
         self.sft_prompt_buckets = tuple(sorted(set(self.token_buckets) | {128, 256, 512, 1024, 2048}))
+        # vision blocks of a batch padded into a few canvases: most blocks a batch can hold
+        # (the coach's prompted batches: one example per kind per hard prompt)
+        blocks = max(cfg.rl.prompts_per_step * len(PROMPT_KINDS), cfg.sft.batch_size) * slots
+        vision = (CanvasBuckets.for_area(max(d.max_pixels, d.image_max_pixels) // (14 * 14), blocks,
+                                         ratio=d.canvas_ratio) if not d.canvases else
+                  dataclasses.replace(CanvasBuckets.for_area(4, blocks), canvases=canvases_of(cfg)))
+        self.ctx = RunContext.create(model.config, self.ids, token_buckets=self.token_buckets, vision=vision,
+                                     tokenizer=self.tokenizer)
         self.source = build_data(cfg, self.workdir)
         # Every process reads the WHOLE global batch (one shard, not one per process): the
         # host half of an RL step (rewards, coach, judge, advantages) needs every rollout of
@@ -101,7 +112,7 @@ class Trainer:
 
         self.sft_opt, _ = make_optimizer(lr=cfg.sft.lr, total_steps=max(1, self.sft_steps),
                                          warmup_steps=min(cfg.sft.warmup_steps, max(0, self.sft_steps - 1)),
-                                         weight_decay=cfg.rl.weight_decay, grad_clip=cfg.rl.grad_clip)
+                                         weight_decay=cfg.sft.weight_decay, grad_clip=cfg.sft.grad_clip)
         updates = max(1, self.rl_steps * cfg.rl.minibatches)
         self.rl_opt, _ = make_optimizer(lr=cfg.rl.lr, total_steps=updates,
                                         warmup_steps=min(cfg.rl.warmup_steps * cfg.rl.minibatches, updates - 1),
@@ -118,9 +129,20 @@ class Trainer:
             lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated), self.state)
         self.shardings = jax.tree.map(lambda x: x.sharding, self.state)
         r, v = cfg.rl, cfg.visd
+        self.programs = Programs()
         self.steps = Steps(self.graphdef, self.rl_opt, self.shardings, temperature=r.temperature,
                            clip_low=r.clip_low, clip_high=r.clip_high, signal_clip=v.clip,
-                           alpha=cfg.coach.alpha, ema_decay=v.ema_decay)
+                           alpha=cfg.coach.alpha, ema_decay=v.ema_decay, adv_eps=r.adv_eps,
+                           signal_mode=v.signal_mode, top_k=int(v.top_k), gamma=float(v.gamma),
+                           programs=self.programs)
+        self.sampler = ModelSampler(self._model, r.max_new_tokens, r.temperature, r.top_p, r.top_k or None,
+                                    self.ids.stop, self.pad_id, self.ids.media, self.programs)
+        # a batch's shape bucket: (canvas or no media) x slot count x prompt width
+        per = (vision.count + 1) * len(self.token_buckets)
+        for name, n in (("sample", per), ("score", per * (len(self.token_buckets) + 1)),
+                        ("rl_update", 4 * per * (per + 1)), ("ema", 1),
+                        ("sft_update", (vision.count + 1) * len(self.sft_prompt_buckets) * len(SFT_TARGET_BUCKETS))):
+            self.programs.bound(name, n)
         self.selector = make_selector(cfg.coach.selector)
         self.judge = make_judge(cfg, policy_model_of=self._model, policy_tokenizer=self.tokenizer, mesh=self.mesh,
                                 pad_id=self.pad_id, stop_ids=self.ids.stop) if self.rl_mode in VISD_MODES else None
@@ -187,11 +209,8 @@ class Trainer:
             return None
         return global_array(x, named_sharding(self.mesh, names, np.shape(x)))
 
-    def _put(self, seq: Seq):
-        put = self._array
-        return (put(seq.ids, ("batch", "seq")), put(seq.mask, ("batch", "seq")),
-                put(seq.targets, ("batch", "seq")), put(seq.tmask, ("batch", "seq")),
-                put(seq.pixels, ("patches", None)), put(seq.seconds, (None,)))
+    def _place(self, b: RolloutBatch | None) -> RolloutBatch | None:
+        return None if b is None else place(b, self.mesh)
 
     def _rows(self, batch) -> list[int]:
         """Real rows of a batch (padding rows of a short final batch left out); video and
@@ -218,28 +237,26 @@ class Trainer:
             tok[i, : len(x)], tmask[i, : len(x)] = x, 1
         view = sft.view_of_step(step, seed=cfg.seed, prompted_frac=cfg.sft.prompted_frac,
                                 privileged_frac=cfg.sft.privileged_frac)
-        v = inputs.videos_for_rows(batch, rows)
+        media = [inputs.blocks_of_row(batch, b) for b in rows]
         out = {"phase": "sft", f"sft/view_{view}": 1.0}
         if view == "privileged":
             ids = sft.privileged_ids(batch, rows, tokenizer=self.tokenizer, marker=self.eos_id, max_claims=max_claims)
         elif view == "prompted":
             kinds = sorted({k for c in self.selector.candidates([batch["meta"][b] for b in rows]) for k in c})
             kind = sft.view_kind(step, seed=cfg.seed, kinds=kinds)
-            ids, v, out["sft/prompted_kept_raw"] = sft.prompted_rows(
+            ids, media, out["sft/prompted_kept_raw"] = sft.prompted_rows(
                 batch, rows, kind, source=self.source, example_cfg=self.example_cfg, buckets=self.buckets,
                 max_frames=self.example_cfg.frame_slots, pad_id=self.pad_id)
         else:
             ids = inputs.prompt_ids_of(batch, rows)
         # each view pads to the tightest of the run's prompt buckets: raw batches stay short
-        ptok, pmask = inputs.left_pad(ids, inputs.bucket(max(map(len, ids)), self.sft_prompt_buckets), self.pad_id)
-        sid, smask = inputs.sequences(ptok, pmask, tok, tmask)
-        seq = Seq(sid, smask, tok, tmask, v.pixels, v.seconds, v.grid)
-        self.state, m = self.steps.sft_update(seq.grid, self.sft_opt)(self.state, self._put(seq))
+        width = inputs.bucket(max(map(len, ids)), self.sft_prompt_buckets)
+        b = build_batch(self.ctx, ids, tok, tmask, range(len(rows)), media, prompt_len=width)
+        self.state, m = self.steps.sft_update(self.sft_opt)(self.state, self._place(b))
         return {**out, **{f"sft/{k}": float(x) for k, x in m.items()}, "sft/target_tokens": float(tmask.sum())}
 
     # ------------------------------------------------------------------ RL
     def rl_step(self, step: int) -> dict:
-        cfg, r = self.cfg, self.cfg.rl
         rl_step = step - self.sft_steps
         if rl_step == 0 and self.sft_steps:
             self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")  # fresh moments
@@ -247,100 +264,84 @@ class Trainer:
                 # The teacher starts as the policy RL starts from (SPEC 6), i.e. the SFT model,
                 # not the random init it was copied from before SFT (whose signal is noise).
                 self._teacher_from_policy()
-        t0 = time.perf_counter()
-        batch = next(self.rl_iter)
-        rows = self._rows(batch)
-        key = jax.random.fold_in(self.key, step)
-        progress = rl_step / max(1, self.rl_steps)
-        times = {}
+        c = self.collect(step)
+        out = {**c.stats, **self.learn(c)}
+        out["tokens_per_s"] = float(c.raw.mask.sum()) / max(out["time/rollout"], 1e-9)
+        g = c.raw.group
+        self._samples(step + 1, c.meta, c.raw.texts[:g], c.raw.scores["total"][0])
+        return out
 
-        def do_rollout(b, rws, k):
-            return rollout(self._model(), b, rws, key=k, num_samples=r.num_generations,
-                           max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                           top_k=r.top_k or None, stop_ids=self.ids.stop, pad_id=self.pad_id,
-                           token_buckets=self.token_buckets, tokenizer=self.tokenizer, special=self.special,
-                           progress=progress, banned_ids=self.ids.media)
-
-        raw = do_rollout(batch, rows, jax.random.fold_in(key, 0))
-        times["time/rollout"] = time.perf_counter() - t0
+    def collect(self, step: int) -> Collected:
+        """The host half of an RL step: G rollouts per prompt, rewards, coaching, judging,
+        and the typed batches the learner takes."""
+        cfg, r, v = self.cfg, self.cfg.rl, self.cfg.visd
+        rl_step = step - self.sft_steps
+        out = {"phase": "rl"}
+        with timer(out, "time/rollout"):
+            batch = next(self.rl_iter)
+            rows = self._rows(batch)
+            key = jax.random.fold_in(self.key, step)
+            do_rollout = lambda b, rws, k: rollout(  # noqa: E731
+                self.sampler, b, rws, ctx=self.ctx, key=k, num_samples=r.num_generations,
+                progress=rl_step / max(1, self.rl_steps))
+            raw = do_rollout(batch, rows, jax.random.fold_in(key, 0))
         total = raw.scores["total"]
-        # host_array: under the mesh, even this small result may be laid out over all processes
-        adv = host_array(losses.group_advantages(rewards=jnp.asarray(total, jnp.float32),
-                                                 eps=r.adv_eps)).reshape(-1)
-        out = {"phase": "rl", "reward/total": float(total.mean()),
-               **{f"reward/{k}": float(v.mean()) for k, v in raw.scores.items() if k != "total"},
-               "rollout/length": float(raw.mask.sum(1).mean())}
-
+        out.update({"reward/total": float(total.mean()),
+                    **{f"reward/{k}": float(x.mean()) for k, x in raw.scores.items() if k != "total"},
+                    "rollout/length": float(raw.mask.sum(1).mean())})
         sd = None
         if self.rl_mode in COACH_MODES:
-            t1 = time.perf_counter()
-            c = cfg.coach
-            res = coach(raw, batch, do_rollout=lambda pb: do_rollout(pb, list(range(len(pb["meta"]))),
-                                                                      jax.random.fold_in(key, 1)),
-                        source=self.source, selector=self.selector, example_cfg=self.example_cfg,
-                        buckets=self.buckets, max_frames=self.example_cfg.frame_slots, threshold=c.hard_threshold,
-                        top_n=c.top_n, rule=c.candidate_rule, pad_id=self.pad_id,
-                        token_buckets=self.token_buckets)
-            out.update(res.stats)
-            times["time/coach"] = time.perf_counter() - t1
-            if res.seq is not None:
-                sd = res
-
-        seq = raw.seq()
-        use_signal = self.rl_mode in VISD_MODES and teacher_active(rl_step, steps=cfg.visd.lambda_steps)
-        t2 = time.perf_counter()
-        tseq = None
-        if use_signal:
-            self.judge.reset()
-            tseq, jstats = teacher_seq(raw, batch, tokenizer=self.tokenizer, marker=self.eos_id,
-                                       pad_id=self.pad_id, token_buckets=self.token_buckets, judge=self.judge)
-            out.update(jstats)
-            out.update(self.judge.stats())
-        times["time/judge"] = time.perf_counter() - t2
-        t3 = time.perf_counter()
-        v = cfg.visd
-        score = score_fn(self.graphdef, seq.grid, None if tseq is None else tseq.grid, float(r.temperature),
-                         v.signal_mode, int(v.top_k), float(v.gamma))
-        old_logp, signal = score(self.state["params"], self.state["teacher"] if use_signal else None,
-                                 self._put(seq), None if tseq is None else self._put(tseq))
-        old_logp = host_array(old_logp)  # sharded over batch, maybe over other processes
-        signal = None if signal is None else host_array(signal)
-        times["time/teacher"] = time.perf_counter() - t3
+            with timer(out, "time/coach"):
+                co = cfg.coach
+                sd = coach(raw, batch, ctx=self.ctx, source=self.source, selector=self.selector,
+                           do_rollout=lambda pb: do_rollout(pb, list(range(len(pb["meta"]))),
+                                                            jax.random.fold_in(key, 1)),
+                           example_cfg=self.example_cfg, buckets=self.buckets,
+                           max_frames=self.example_cfg.frame_slots, threshold=co.hard_threshold, top_n=co.top_n,
+                           rule=co.candidate_rule)
+            out.update(sd.stats)
+        use_signal = self.rl_mode in VISD_MODES and teacher_active(rl_step, steps=v.lambda_steps)
+        tb = None
+        with timer(out, "time/judge"):
+            if use_signal:
+                self.judge.reset()
+                tb, jstats = teacher_batch(raw, batch, ctx=self.ctx, judge=self.judge)
+                out.update(jstats)
+                out.update(self.judge.stats())
         mix = float(visd_lambda(rl_step, start=v.lambda_start, steps=v.lambda_steps))
         out["visd/lambda"] = mix if use_signal else 0.0
+        return Collected(raw.batch(self.ctx), tb, None if sd is None or sd.batch is None else sd,
+                         mix, raw, batch["meta"][raw.rows[0]], out)
 
-        t4 = time.perf_counter()
-        n = len(raw.texts)
-        mb = n // r.minibatches
-        g = r.num_generations
-        row_of = lambda idx: [raw.rows[i // g] for i in idx]  # noqa: E731
-        mets = []
-        for m in range(r.minibatches):
-            idx = np.arange(m * mb, (m + 1) * mb)
-            s = subset(seq, idx, lambda ii: inputs.videos_for_rows(batch, row_of(ii)))
-            sd_args = (None, None)
-            if sd is not None:
-                per = len(sd.selected) // r.minibatches
-                j = np.arange(m * per, (m + 1) * per)
-                sd_seq = sd.rows(j)
-                sd_args = (self._put(sd_seq), self._array(sd.selected[j], ("batch",)))
-            fn = self.steps.rl_update(s.grid, None if sd is None else sd_seq.grid,
-                                      use_signal=use_signal, use_sd=sd is not None)
-            self.state, met = fn(self.state, self._put(s), self._array(old_logp[idx], ("batch", "seq")),
-                                 self._array(adv[idx], ("batch",)),
-                                 None if signal is None else self._array(signal[idx], ("batch", "seq")),
-                                 self._array(np.float32(mix), ()), *sd_args)
-            mets.append(met)
-        if self.state["teacher"] is not None:
-            self.state = self.steps.ema()(self.state)
-        mets = jax.device_get(mets)
-        times["time/update"] = time.perf_counter() - t4
+    def learn(self, c: Collected) -> dict:
+        """The device half: old log-probs, teacher signal and advantages, then the minibatch
+        updates (rows taken on the device) and the EMA."""
+        r = self.cfg.rl
+        out = {}
+        use_signal, use_sd = c.teacher is not None, c.sd is not None
+        with timer(out, "time/teacher"):
+            b = self._place(c.batch)
+            # the teacher's rows read the same media as the student's: one copy on the device
+            tb = None if c.teacher is None else self._place(c.teacher.replace(media=None)).replace(media=b.media)
+            old_logp, signal, adv = self.steps.score()(
+                self.state["params"], self.state["teacher"] if use_signal else None, b, tb,
+                self._array(c.raw.scores["total"].astype(np.float32), ("batch", None)))
+            jax.block_until_ready(old_logp)
+        with timer(out, "time/update"):
+            sd = self._place(None if c.sd is None else c.sd.batch)
+            fn = self.steps.rl_update(use_signal=use_signal, use_sd=use_sd)
+            mix = self._array(np.float32(c.mix), ())
+            mets = []
+            for rows, sd_rows in minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected):
+                self.state, met = fn(self.state, b, old_logp, adv, signal, mix, self._array(rows, (None,)), sd,
+                                     None if sd_rows is None else self._array(sd_rows, (None,)))
+                mets.append(met)
+            if self.state["teacher"] is not None:
+                self.state = self.steps.ema()(self.state)
+            mets = jax.device_get(mets)
         for k in mets[0]:
             out[f"train/{k}"] = float(np.mean([mm[k] for mm in mets]))
         out["train/skipped"] = float(sum(mm["skipped"] for mm in mets))
-        out["tokens_per_s"] = float(raw.mask.sum()) / max(times["time/rollout"], 1e-9)
-        self._samples(step + 1, batch["meta"][raw.rows[0]], raw.texts[:g], total[0])
-        out.update(times)
         return out
 
     def _samples(self, step: int, meta: dict, texts, totals):
@@ -362,6 +363,7 @@ class Trainer:
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
                 m["data/bad_records"] = self.bad_log.update(step + 1, (self.sft_iter, self.rl_iter))
+                m.update(self.programs.metrics())
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
                 self.metrics.write(step + 1, m)
