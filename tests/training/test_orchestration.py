@@ -80,6 +80,7 @@ def test_coach_routes_hard_prompts_to_the_kind_that_helps(world):
     assert res.stats["coach/hard_frac"] == 1.0 and res.stats["coach/kind_darken"] == 1.0
     assert res.stats["coach/sd_rows"] == 2 and res.selected.tolist() == [1, 1]
     sd = res.batch
+    assert sd.media.slots == raw.batch(w["ctx"]).media.slots  # one shape however many were coached
     for r in range(2):  # each kept row: the darkened prompt (its hint) and its gold completion
         prompt = w["tok"].decode([int(i) for i in sd.ids[r, :-sd.targets.shape[1]] if i != w["sp"].pad])
         assert HINTS["darken"].strip() in prompt

@@ -119,12 +119,14 @@ class CanvasBuckets:
         return -(-n // self.slots[-1]) * self.slots[-1]
 
 
-def pack(blocks: Sequence[Block], buckets: CanvasBuckets, *, patch_dim: int) -> Media | None:
-    """The blocks, in order, in the canvas and slot count `buckets` picks (None: no block)."""
+def pack(blocks: Sequence[Block], buckets: CanvasBuckets, *, patch_dim: int, min_slots: int = 0) -> Media | None:
+    """The blocks, in order, in the canvas and slot count `buckets` picks (None: no block);
+    at least `min_slots` slots, so a batch whose block count varies step to step can keep
+    one shape."""
     if not blocks:
         return None
     H, W = buckets.canvas_for([(b.h, b.w) for b in blocks])
-    M = buckets.slots_for(len(blocks))
+    M = buckets.slots_for(max(len(blocks), min_slots))
     dtypes = {b.pixels.dtype for b in blocks}
     if len(dtypes) > 1:  # uint8 are raw pixels, floats normalised: never mixed
         raise ValueError(f"blocks of different pixel dtypes {sorted(map(str, dtypes))}")

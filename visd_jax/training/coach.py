@@ -113,5 +113,9 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, ctx: RunContext, source, se
     toks = np.stack([results[kind][1].tokens[i * g + j] for kind, i, j in picked]).astype(np.int32)
     tmask = np.stack([results[kind][1].mask[i * g + j] for kind, i, j in picked]).astype(np.int32)
     media = [inputs.blocks_of_row(results[kind][0], i) for kind, i in groups]
-    sd = build_batch(ctx, ids, toks, tmask, [groups.index((kind, i)) for kind, i, _ in picked], media)
+    # at most one kind per hard prompt, each rebuilt with the raw example's frames: the SD
+    # media fit in as many slots as the raw batch's, whose count keeps one shape per step
+    # (else each count of coached prompts would compile the update anew)
+    sd = build_batch(ctx, ids, toks, tmask, [groups.index((kind, i)) for kind, i, _ in picked], media,
+                     min_slots=sum(map(len, raw.media)))
     return CoachResult(sd, selected, stats)
