@@ -10,7 +10,7 @@ from visd_jax.training.trainer import Trainer
 pytestmark = pytest.mark.slow
 
 
-# (visd alone: its RL step runs in the model-judge test below)
+# (visd alone: its RL step runs, and is checked the same way, in the model-judge test below)
 @pytest.mark.parametrize("mode", ["gspo", "visioncoach", "visd_coach"])
 def test_every_mode_runs_a_few_steps(make_config, mode):
     # No warmup (it gives the first update lr 0) and an lr that moves the weights visibly
@@ -127,6 +127,9 @@ def test_model_judge_grades_with_the_policy_and_counts_fallbacks(make_config):
     assert rl["judge/fallback_frac"] == 1.0
     assert tr.judge.judge.calls == 4  # 2 prompts x 2 rollouts, in one batched call
     assert math.isfinite(rl["train/loss"]) and rl["train/skipped"] == 0
+    # visd alone (no coach): what test_every_mode checks of the other modes
+    assert "coach/hard_frac" not in rl and "train/visd/weight_mean" in rl and "train/sd/nll" not in rl
+    assert rl["visd/lambda"] == pytest.approx(0.5) and rl["train/gspo/num_sequences"] == 2.0
 
 
 def test_judge_generator_batches_like_one_prompt_at_a_time():
