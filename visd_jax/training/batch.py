@@ -92,12 +92,13 @@ class RunContext:
 
 def build_batch(ctx: RunContext, prompt_ids: Sequence[np.ndarray], tokens: np.ndarray, tmask: np.ndarray,
                 media_of_row: Sequence[int], media: Sequence[Sequence[Block]],
-                prompt_len: int | None = None, min_slots: int = 0) -> RolloutBatch:
+                prompt_len: int | None = None, min_slots: int = 0, packed: Media | None = None) -> RolloutBatch:
     """Row r = prompt `prompt_ids[r]` followed by completion `tokens[r]` (mask `tmask[r]`),
     reading the blocks `media[media_of_row[r]]`: rows sharing a media group (a prompt's G
     rollouts, their teacher prompts) share its canvas slots. The prompt width is the
     smallest token bucket that holds every prompt (or `prompt_len`); the media take at least
-    `min_slots` canvas slots."""
+    `min_slots` canvas slots. `packed`: these groups' media already packed (the student
+    batch's, for the teacher's rows of the same rollouts): reused, not copied again."""
     groups = [int(g) for g in media_of_row]
     if not len(prompt_ids) == len(groups) == len(tokens):
         raise ValueError(f"{len(prompt_ids)} prompts, {len(groups)} media groups and {len(tokens)} completions "
@@ -106,7 +107,8 @@ def build_batch(ctx: RunContext, prompt_ids: Sequence[np.ndarray], tokens: np.nd
     for g in sorted(set(groups)):  # each group's blocks once
         first[g] = len(flat)
         flat += list(media[g])
-    packed = pack(flat, ctx.vision, patch_dim=ctx.patch_dim, min_slots=min_slots)
+    if packed is None:
+        packed = pack(flat, ctx.vision, patch_dim=ctx.patch_dim, min_slots=min_slots)
     L = prompt_len or inputs.bucket(max(len(x) for x in prompt_ids), ctx.token_buckets)
     ptok, pmask = inputs.left_pad(prompt_ids, L, ctx.pad_id)
     ids, mask = inputs.sequences(ptok, pmask, tokens, tmask)

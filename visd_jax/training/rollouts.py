@@ -100,12 +100,14 @@ class Rollouts:
     def answer(self) -> np.ndarray:
         return sum(self.scores[k] for k in ANSWER_REWARDS)
 
-    def batch(self, ctx: RunContext, prompt_ids: Sequence[np.ndarray] | None = None) -> RolloutBatch:
+    def batch(self, ctx: RunContext, prompt_ids: Sequence[np.ndarray] | None = None,
+              packed=None) -> RolloutBatch:
         """The learner's batch: every rollout after its prompt (or after `prompt_ids[r]`, one
         per rollout: the teacher's prompts), each prompt's media once."""
         g = self.group
         ids = prompt_ids if prompt_ids is not None else [p for p in self.prompt_ids for _ in range(g)]
-        return build_batch(ctx, ids, self.tokens, self.mask, [r // g for r in range(len(self.texts))], self.media)
+        return build_batch(ctx, ids, self.tokens, self.mask, [r // g for r in range(len(self.texts))], self.media,
+                           packed=packed)
 
 
 @dataclasses.dataclass
@@ -148,7 +150,8 @@ def rollout(sampler: Sampler, batch: dict, rows: Sequence[int], *, ctx: RunConte
     return Rollouts(ids, media, tokens, mask, texts, scores, list(rows))
 
 
-def teacher_batch(ro: Rollouts, batch: dict, *, ctx: RunContext, judge=None) -> tuple[RolloutBatch, dict]:
+def teacher_batch(ro: Rollouts, batch: dict, *, ctx: RunContext, judge=None,
+                  packed=None) -> tuple[RolloutBatch, dict]:
     """The EMA teacher's rows: each rollout's prompt with the judge's privileged block
     inserted at the end of the user turn, followed by the same completion tokens."""
     judge = judge or AnnotationJudge()
@@ -163,4 +166,4 @@ def teacher_batch(ro: Rollouts, batch: dict, *, ctx: RunContext, judge=None) -> 
                            np.int32)
         ids.append(inputs.insert_before_last(ro.prompt_ids[r // g], ctx.special.im_end, block))
     total = max(1, len(ro.texts))
-    return ro.batch(ctx, ids), {f"judge/{k}": n / total for k, n in sorted(verdicts.items())}
+    return ro.batch(ctx, ids, packed), {f"judge/{k}": n / total for k, n in sorted(verdicts.items())}

@@ -301,16 +301,17 @@ class Trainer:
                            rule=co.candidate_rule)
             out.update(sd.stats)
         use_signal = self.rl_mode in VISD_MODES and teacher_active(rl_step, steps=v.lambda_steps)
+        student = raw.batch(self.ctx)
         tb = None
         with timer(out, "time/judge"):
             if use_signal:
                 self.judge.reset()
-                tb, jstats = teacher_batch(raw, batch, ctx=self.ctx, judge=self.judge)
+                tb, jstats = teacher_batch(raw, batch, ctx=self.ctx, judge=self.judge, packed=student.media)
                 out.update(jstats)
                 out.update(self.judge.stats())
         mix = float(visd_lambda(rl_step, start=v.lambda_start, steps=v.lambda_steps))
         out["visd/lambda"] = mix if use_signal else 0.0
-        return Collected(raw.batch(self.ctx), tb, None if sd is None or sd.batch is None else sd,
+        return Collected(student, tb, None if sd is None or sd.batch is None else sd,
                          mix, raw, batch["meta"][raw.rows[0]], out)
 
     def learn(self, c: Collected) -> dict:
