@@ -53,8 +53,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.checkpoint.update(every=10, keep=2)
         return c
     c.workdir = ""  # required on the command line: gs://BUCKET/run
-    c.model.update(preset="", path="", param_dtype="bfloat16", dtype="bfloat16", remat=True)
-    c.data.update(source="stgr", max_frames=16, num_workers=8)
+    # float32 master weights and second moment, bfloat16 compute and first moment: at lr 1e-6
+    # a bf16 weight's ulp (~1.2e-4 at 0.02) would round every update away; the teacher float32
+    # for the same reason (its 1% EMA steps). Layers scanned (compile time flat in depth) and
+    # rematerialised. tpu/compile.py measures what each choice costs (bench/RESULTS.md).
+    c.model.update(preset="", path="", param_dtype="float32", dtype="bfloat16", mu_dtype="bfloat16",
+                   remat=True, scan_layers=True)
+    c.visd.teacher_dtype = "float32"
+    # 16 frames of a 16:9 video at the pixel budget are ~960 vision tokens; with the system
+    # prompt, question, hint or the judge's privileged block a prompt stays under 2048
+    c.data.update(source="stgr", max_frames=16, num_workers=8, max_prompt_tokens=2048, token_buckets=(1024, 2048))
     c.rl.update(steps=1000, prompts_per_step=8, num_generations=4, minibatches=4, max_new_tokens=768)
     if variant == "v5e_8":
         c.mesh.update(data=1, fsdp=-1, tensor=1)

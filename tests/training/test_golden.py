@@ -71,7 +71,8 @@ def run_one_step():
                   signal_clip=0.2, alpha=0.1, ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0)
     rng = np.random.default_rng(0)
     seq, sd = _batch(rng, B), _batch(rng, 2)
-    logp, _, _ = steps.score()(state["params"], None, seq, None, np.zeros((1, B), np.float32))
+    logp, _, _ = steps.score()(state["params"], None, seq, None, np.zeros((1, B), np.float32),
+                               np.arange(B, dtype=np.int32))
     # an older policy: ratios on both sides of the clip band
     old_logp = np.asarray(logp) + rng.normal(0.0, 0.01, (B, T)).astype(np.float32)
     adv = np.array([1.0, 1.0, -0.5, -0.5], np.float32)
@@ -79,7 +80,8 @@ def run_one_step():
     fn = steps.rl_update(use_signal=True, use_sd=True)
     # all rows in one minibatch; sd row 1 is padding (index -1: in no loss)
     state, m = fn(state, seq, jnp.asarray(old_logp), jnp.asarray(adv), jnp.asarray(signal),
-                  jnp.float32(0.5), np.arange(B, dtype=np.int32), sd, np.array([0, -1], np.int32))
+                  jnp.float32(0.5), np.arange(B, dtype=np.int32), sd, np.array([0, -1], np.int32),
+                  np.bool_(False))
     state = steps.ema()(state)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     checksum = {part: float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(state[part])))

@@ -123,7 +123,9 @@ class TextModel(nnx.Module):
             h, kv = self._scan(h, cos, sin, allowed, kv, cache_index)
         else:
             for i, layer in enumerate(self.layers):
-                if self.remat:
+                # a pass with a KV cache is sampling: no backward pass to save memory for, and
+                # nnx.remat inside the sampler's while_loop would write the outer trace's Params
+                if self.remat and kv is None:
                     fn = nnx.remat(lambda lyr, x, kv, i=i: lyr(x, cos, sin, allowed, kv, cache_index, i))
                     h, kv = fn(layer, h, kv)
                 else:

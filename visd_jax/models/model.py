@@ -215,6 +215,21 @@ class Qwen25VL(nnx.Module):
         return nnx.merge(graphdef, state)
 
 
+def abstract_params(config: Qwen25VLConfig, mesh: Mesh, *, param_dtype=jnp.float32, dtype=None,
+                    remat: bool = False, scan_layers: bool = False):
+    """(graphdef, params): the model's parameters as `jax.ShapeDtypeStruct`s carrying their
+    mesh shardings, and not one byte of weights (tpu/compile.py lowers programs on them)."""
+    def make():
+        return Qwen25VL(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, remat=remat,
+                        scan_layers=scan_layers)
+
+    with nnx.use_eager_sharding(False):
+        graphdef, state = nnx.split(nnx.eval_shape(make))
+    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    return graphdef, jax.tree.map(lambda v, s: v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s)),
+                                  state, param_shardings(state, mesh), is_leaf=is_var)
+
+
 def param_shardings(state: nnx.State, mesh: Mesh):
     """NamedSharding per variable from its logical names, through the one RULES table."""
 

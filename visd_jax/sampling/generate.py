@@ -140,6 +140,10 @@ def _compiled(graphdef, grid, G, N, temperature, top_p, top_k, stop_ids, pad_id,
 
     @jax.jit
     def run(state, ids, mask, pixels, seconds, key, image_pixels=None, media=None, positions=None, src=None):
+        # float32 master weights are read in the compute dtype: cast once here, not in
+        # every decode step (which would read twice the bytes per token)
+        dtype = nnx.merge(graphdef, state).dtype
+        state = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
         model = nnx.merge(graphdef, state)
         B, T = ids.shape
         BG = B * G

@@ -30,8 +30,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.recipe = "ours"
 
     c.mesh = dict(data=-1, fsdp=1, tensor=1, axis_types="auto")
+    # param_dtype stores the weights the optimizer updates (float32 master weights with a
+    # bfloat16 `dtype` is mixed precision); mu_dtype stores Adam's first moment ("" = param_dtype)
     c.model = dict(preset="tiny", path="", param_dtype="float32", dtype="float32", remat=False,
-                   scan_layers=False)
+                   scan_layers=False, mu_dtype="")
     c.data = dict(
         source="synthetic",        # synthetic | stgr | tfds
         annotations="", video_root="", tfds_name="", split="train",
@@ -68,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
                    candidate_rule="answer")
     c.visd = dict(ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0, clip=0.2,
                   lambda_start=0.5, lambda_steps=600, kl_beta=0.0,
+                  # the EMA teacher's storage ("" = model.param_dtype); bfloat16 cannot follow a
+                  # student at lr ~1e-6 (its 1% steps round away): see training/step.init_state
+                  teacher_dtype="",
                   # judge: annotation (offline, deterministic) | model (a Qwen2.5-VL checkpoint at
                   # judge_path reads the rubric; empty path: the policy judges itself)
                   judge="annotation", judge_path="", judge_max_new_tokens=256, judge_max_prompt_tokens=2048)
@@ -100,6 +105,9 @@ def config_changes(saved: Mapping, now) -> tuple[list[str], list[str]]:
     """(meaningful, other) differences `field: saved -> now` between a checkpoint's config
     and this run's; the work directory and resume settings are never compared."""
     a, b = _flat(saved), _flat(now)
+    # a field added since the checkpoint was written, at its default, changes nothing
+    defaults = _flat(base_config())
+    a.update({k: v for k, v in b.items() if k not in a and k in defaults and defaults[k] == v})
     meaningful, other = [], []
     for k in sorted(set(a) | set(b)):
         if k == "workdir" or k.startswith("resume.") or a.get(k) == b.get(k):
@@ -191,6 +199,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.max_key_frames", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
     ("model.param_dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     ("model.dtype", lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    ("model.mu_dtype", lambda v: v in ("", "float32", "bfloat16"), "empty (the param dtype), float32 or bfloat16"),
+    ("visd.teacher_dtype", lambda v: v in ("", "float32", "bfloat16"), "empty (the param dtype), float32 or bfloat16"),
     ("data.source", lambda v: v in ("synthetic", "stgr", "tfds"), "synthetic, stgr or tfds"),
     ("data.bad_records", lambda v: v in ("skip", "raise"), "skip or raise"),
     ("data.fps", lambda v: isinstance(v, (int, float)) and v > 0, "a positive number"),

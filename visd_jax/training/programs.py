@@ -48,6 +48,7 @@ class Programs:
             self.track(name, key, args[skip:])
             return fn(*args)
 
+        call.lower = fn.lower  # AOT (tpu/compile.py): lowered on abstract inputs, never called
         return call
 
     def track(self, name: str, key: Hashable, args) -> None:

@@ -50,6 +50,21 @@ def _apply_update(state, grads, loss, optimizer):
     return out, {"grad_norm": gnorm, "skipped": (~ok).astype(jnp.int32)}
 
 
+def init_state(params, optimizer, *, teacher: bool, teacher_dtype=None) -> dict:
+    """The train state of `params` (pure: jitted by the AOT fit check, eager in the trainer).
+
+    `teacher_dtype` stores the EMA teacher (default: the parameters' dtype). A bfloat16
+    teacher halves its memory but cannot follow a student trained at lr ~1e-6: its 1% step
+    toward the student is far below a bf16 ulp and rounds away (tests/training/test_mixed_precision.py).
+    """
+    def cast(x):
+        return x.astype(teacher_dtype) if teacher_dtype is not None and jnp.issubdtype(x.dtype, jnp.floating) \
+            else jnp.copy(x)
+
+    return {"params": params, "opt": optimizer.init(params),
+            "teacher": jax.tree.map(cast, params) if teacher else None, "step": jnp.zeros((), jnp.int32)}
+
+
 class Steps:
     """The jitted programs of a run's updates, built on demand in one `Programs` cache.
 
@@ -68,21 +83,25 @@ class Steps:
         self.programs = programs or Programs()
 
     def score(self):
-        """(params, teacher_or_None, batch, teacher_batch_or_None, rewards [N, G]) ->
-        (old_logp [N*G, T], signal [N*G, T] or None, advantages [N*G]), all on the device.
+        """(params, teacher_or_None, batch, teacher_batch_or_None, rewards [N, G], rows [R]) ->
+        (old_logp [R, T], signal [R, T] or None, advantages [R]) of one minibatch's rows.
 
-        old_logp is the full-distribution log-prob under the rollout policy (recomputed
-        rather than taken from the sampler, whose top-p truncation would bias the ratio)."""
+        Scored per minibatch, with the rows the update will take, so the forward pass has the
+        update's shapes and only a minibatch's activations live at once; every minibatch is
+        scored before the first update (the rollout policy's log-probs). old_logp is the
+        full-distribution log-prob (not the sampler's, whose top-p truncation would bias the
+        ratio)."""
         graphdef, temperature = self.graphdef, self.temperature
 
-        def run(params, teacher, b, tb, rewards):
-            adv = losses.group_advantages(rewards=rewards.astype(jnp.float32), eps=self.adv_eps).reshape(-1)
+        def run(params, teacher, b, tb, rewards, rows):
+            adv = losses.group_advantages(rewards=rewards.astype(jnp.float32), eps=self.adv_eps).reshape(-1)[rows]
+            b = b.take(rows)
             model = nnx.merge(graphdef, params)
             old_logp, h_s = _logp(model, b, temperature)
             if teacher is None:
                 return old_logp, None, adv
             tmodel = nnx.merge(graphdef, teacher)
-            h_t = completion_hidden(tmodel, tb)
+            h_t = completion_hidden(tmodel, tb.take(rows))
             g = losses.token_signal(student_hidden=h_s, teacher_hidden=h_t, student_unembed=model.unembed,
                                     teacher_unembed=tmodel.unembed, targets=b.targets, mode=self.signal_mode,
                                     top_k=self.top_k, gamma=self.gamma)
@@ -91,16 +110,22 @@ class Steps:
         return self.programs.get("score", (), lambda: jax.jit(run), skip=2)
 
     def rl_update(self, *, use_signal: bool, use_sd: bool):
-        """(state, batch, old_logp, adv, signal, mix, rows, sd_batch, sd_rows) -> (state, metrics).
+        """(state, batch, old_logp, adv, signal, mix, rows, sd_batch, sd_rows, on_policy) ->
+        (state, metrics).
 
         One minibatch: `rows` of the rollout batch (and `sd_rows` of the self-distillation
-        batch) taken on the device, so old log-probs and advantages never visit the host.
-        sd rows with index -1 are padding (a static row count); they enter no loss."""
+        batch) taken on the device; old_logp, adv and signal are that minibatch's (`score`).
+        sd rows with index -1 are padding (a static row count); they enter no loss.
+        `on_policy` (a traced bool, so no second program): the parameters are still the
+        rollout policy's (the first minibatch), and the old log-probs are this forward's own,
+        detached: the ratio is exactly 1 whatever the dtype, where a second program's bf16
+        rounding could otherwise differ by more than the 3e-4 clip band."""
         graphdef, temperature = self.graphdef, self.temperature
 
-        def loss_fn(params, b, old_logp, adv, signal, mix, sd, sd_selected):
+        def loss_fn(params, b, old_logp, adv, signal, mix, sd, sd_selected, on_policy):
             model = nnx.merge(graphdef, params)
             logp, _ = _logp(model, b, temperature)
+            old_logp = jnp.where(on_policy, jax.lax.stop_gradient(logp), old_logp)
             kw = {}
             if use_signal:
                 kw.update(signal=signal, mix=mix, signal_clip=self.signal_clip)
@@ -110,14 +135,13 @@ class Steps:
             return losses.visd_objective(logp=logp, old_logp=old_logp, advantages=adv, mask=b.tmask,
                                          clip_low=self.clip_low, clip_high=self.clip_high, **kw)
 
-        def run(state, b, old_logp, adv, signal, mix, rows, sd, sd_rows):
+        def run(state, b, old_logp, adv, signal, mix, rows, sd, sd_rows, on_policy):
             sd_sel = None
             if use_sd:
                 sd_sel = (sd_rows >= 0).astype(jnp.int32)
                 sd = sd.take(jnp.maximum(sd_rows, 0))
-            signal = None if signal is None else signal[rows]
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state["params"], b.take(rows), old_logp[rows], adv[rows], signal, mix, sd, sd_sel)
+                state["params"], b.take(rows), old_logp, adv, signal, mix, sd, sd_sel, on_policy)
             state, m = _apply_update(state, grads, loss, self.optimizer)
             return state, {**metrics, **m}
 

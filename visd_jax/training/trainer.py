@@ -42,7 +42,7 @@ from visd_jax.training.routing import minibatch_rows
 from visd_jax.training.selector import PROMPT_KINDS, make_selector
 from visd_jax.text import special_ids
 from visd_jax.training.setup import build_data, build_model, check_token_ids, flat_state, unflat_state
-from visd_jax.training.step import Steps
+from visd_jax.training.step import Steps, init_state
 from visd_jax.training.checkpoint import Checkpointer, restore_newest
 from visd_jax.training.judging import make_judge
 
@@ -112,16 +112,16 @@ class Trainer:
 
         self.sft_opt, _ = make_optimizer(lr=cfg.sft.lr, total_steps=max(1, self.sft_steps),
                                          warmup_steps=min(cfg.sft.warmup_steps, max(0, self.sft_steps - 1)),
-                                         weight_decay=cfg.sft.weight_decay, grad_clip=cfg.sft.grad_clip)
+                                         weight_decay=cfg.sft.weight_decay, grad_clip=cfg.sft.grad_clip,
+                                         mu_dtype=cfg.model.mu_dtype or None)
         updates = max(1, self.rl_steps * cfg.rl.minibatches)
         self.rl_opt, _ = make_optimizer(lr=cfg.rl.lr, total_steps=updates,
                                         warmup_steps=min(cfg.rl.warmup_steps * cfg.rl.minibatches, updates - 1),
-                                        weight_decay=cfg.rl.weight_decay, grad_clip=cfg.rl.grad_clip)
+                                        weight_decay=cfg.rl.weight_decay, grad_clip=cfg.rl.grad_clip,
+                                        mu_dtype=cfg.model.mu_dtype or None)
         uses_teacher = self.rl_mode in VISD_MODES
         opt = self.sft_opt if self.sft_steps else self.rl_opt
-        self.state = {"params": params, "opt": opt.init(params),
-                      "teacher": jax.tree.map(jnp.copy, params) if uses_teacher else None,
-                      "step": jnp.zeros((), jnp.int32)}
+        self.state = init_state(params, opt, teacher=uses_teacher, teacher_dtype=cfg.visd.teacher_dtype or None)
         # scalars (step, optimizer counts) are born on one device: replicate them on the mesh
         # so every leaf has a mesh sharding and the jitted step's out_shardings are explicit
         replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -320,22 +320,25 @@ class Trainer:
         r = self.cfg.rl
         out = {}
         use_signal, use_sd = c.teacher is not None, c.sd is not None
+        plan = list(minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected))
         with timer(out, "time/teacher"):
             b = self._place(c.batch)
             # the teacher's rows read the same media as the student's: one copy on the device
             tb = None if c.teacher is None else self._place(c.teacher.replace(media=None)).replace(media=b.media)
-            old_logp, signal, adv = self.steps.score()(
-                self.state["params"], self.state["teacher"] if use_signal else None, b, tb,
-                self._array(c.raw.scores["total"].astype(np.float32), ("batch", None)))
-            jax.block_until_ready(old_logp)
+            rewards = self._array(c.raw.scores["total"].astype(np.float32), ("batch", None))
+            # every minibatch scored before the first update: the rollout policy's log-probs
+            scored = [self.steps.score()(self.state["params"], self.state["teacher"] if use_signal else None, b, tb,
+                                         rewards, self._array(rows, (None,))) for rows, _ in plan]
+            jax.block_until_ready(scored)
         with timer(out, "time/update"):
             sd = self._place(None if c.sd is None else c.sd.batch)
             fn = self.steps.rl_update(use_signal=use_signal, use_sd=use_sd)
             mix = self._array(np.float32(c.mix), ())
             mets = []
-            for rows, sd_rows in minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected):
+            for k, ((rows, sd_rows), (old_logp, signal, adv)) in enumerate(zip(plan, scored)):
                 self.state, met = fn(self.state, b, old_logp, adv, signal, mix, self._array(rows, (None,)), sd,
-                                     None if sd_rows is None else self._array(sd_rows, (None,)))
+                                     None if sd_rows is None else self._array(sd_rows, (None,)),
+                                     self._array(np.bool_(k == 0), ()))
                 mets.append(met)
             if self.state["teacher"] is not None:
                 self.state = self.steps.ema()(self.state)
