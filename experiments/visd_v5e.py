@@ -4,11 +4,16 @@
     python -m experiments.visd_v5e --config=experiments/visd_v5e.py:v5e_8 \
         --config.model.path=/path/Qwen2.5-VL-7B --config.data.annotations=stgr.json ...
 
-Variants:
+Variants (each checked by `python -m tpu.compile --config=experiments/visd_v5e.py:VARIANT`;
+bench/RESULTS.md has the tables):
   local   tiny model, synthetic dataset, SFT cold start then visd_coach RL, 2 CPU cores.
-  v5e_8   Qwen2.5-VL-7B (from --config.model.path), STGR annotations + video root,
-          FSDP over the 8 chips of a v5e-8, bfloat16, rematerialised layers.
-  v5e_64  the same on a v5e-64 slice: 8-way data parallel x 8-way FSDP.
+  v5e_8   Qwen2.5-VL-3B (from --config.model.path) on the 8 chips of a v5e-8, FSDP.
+  v5e_16  Qwen2.5-VL-7B on a v5e-16: FSDP 8 x tensor 2. A 7B train state with float32
+          master weights, Adam and the float32 EMA teacher is 13.5 GiB per chip on 8 chips,
+          leaving no room for a step: 7B needs 16 chips.
+  v5e_64  Qwen2.5-VL-7B on a v5e-64: 4-way data parallel x 16-way FSDP, 64 prompts a step.
+All: STGR annotations + video root, float32 master weights under bfloat16 compute, scanned
+and rematerialised layers.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import ml_collections
 
 from visd_jax.training.config import base_config
 
-VARIANTS = ("local", "v5e_8", "v5e_64")
+VARIANTS = ("local", "v5e_8", "v5e_16", "v5e_64")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -64,10 +69,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # prompt, question, hint or the judge's privileged block a prompt stays under 2048
     c.data.update(source="stgr", max_frames=16, num_workers=8, max_prompt_tokens=2048, token_buckets=(1024, 2048))
     c.rl.update(steps=1000, prompts_per_step=8, num_generations=4, minibatches=4, max_new_tokens=768)
+    # a minibatch's 8 rows (8 prompts x 4 rollouts / 4 minibatches) split over at most 8 ways
+    # of (data, fsdp); more chips than rows would hold every row on each: v5e_16 adds tensor
+    # parallelism instead, v5e_64 more prompts per step
     if variant == "v5e_8":
         c.mesh.update(data=1, fsdp=-1, tensor=1)
+    elif variant == "v5e_16":
+        c.mesh.update(data=1, fsdp=-1, tensor=2)
     else:
-        c.mesh.update(data=-1, fsdp=8, tensor=1)
+        c.mesh.update(data=4, fsdp=-1, tensor=1)
         c.rl.prompts_per_step = 64
     return c
 

@@ -14,7 +14,7 @@ def get_config(arg: str | None = None):
     variant = arg or "local"
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} for experiments/visioncoach.py; choose from {VARIANTS}")
-    c = visd_v5e.get_config("v5e_8" if variant == "release" else variant)
+    c = visd_v5e.get_config("v5e_16" if variant == "release" else variant)  # the release trains 7B
     c.mode = "visioncoach"
     c.variant = variant
     if variant == "local":
@@ -25,7 +25,8 @@ def get_config(arg: str | None = None):
         # effective max max(100352, int(1.05 * min)) = 105369), 2 fps, 4..16 frames; images
         # 3136..200704 (its MIN_PIXELS / MAX_PIXELS)
         c.data.update(fps=2.0, min_frames=4, max_frames=16, min_pixels=128 * 28 * 28, max_pixels=105369,
-                      image_min_pixels=4 * 28 * 28, image_max_pixels=256 * 28 * 28, max_prompt_tokens=16384)
+                      image_min_pixels=4 * 28 * 28, image_max_pixels=256 * 28 * 28, max_prompt_tokens=16384,
+                      token_buckets=())  # every frame an image: twice the v5e variants' tokens
         # run_grpo_video.sh: 4 rollouts, 768 new tokens, lr 1e-6 cosine, weight decay 0.01, grad
         # norm 5; GenerationConfig(do_sample, top_p 0.95, temperature 1) leaves top_k at 50
         c.rl.update(num_generations=4, max_new_tokens=768, lr=1e-6, weight_decay=0.01, grad_clip=5.0,

@@ -45,7 +45,9 @@ CHIPS = {
     "v4": Chip("TPU v4", int(31.25 * GIB), 275e12, 1228e9),
 }
 # the slice each experiment variant is written for
-VARIANT_TOPOLOGY = {"v5e_8": "v5e:2x4", "v5e_64": "v5e:8x8"}
+VARIANT_TOPOLOGY = {"v5e_8": "v5e:2x4", "v5e_16": "v5e:4x4", "v5e_64": "v5e:8x8"}
+# the model each variant is written for, compiled when neither model.preset nor model.path is given
+VARIANT_MODEL = {"v5e_8": "3b", "v5e_16": "7b", "v5e_64": "7b"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +57,10 @@ class Row:
     outputs: int
     temps: int
     aliased: int  # outputs written into donated arguments
-    flops: float  # per step, whole program, per chip
-    hbm_bytes: float  # bytes accessed per chip
+    flops: float  # XLA's count per chip (a scanned or while-loop body counted once)
+    hbm_bytes: float  # XLA's bytes accessed per chip (likewise)
     note: str = ""
+    model_flops: float = 0.0  # per chip per call: parameters x tokens (see `model_flops`)
 
     @property
     def total(self) -> int:
@@ -85,19 +88,22 @@ class Report:
                  f"HBM {gib(self.chip.hbm)} GiB per chip)",
                  f"shapes: {self.shapes}",
                  f"train state per chip (GiB): {state}, total {gib(sum(self.state.values()))}",
-                 "| program | args GiB | outputs GiB | temps GiB | total GiB | fits | TFLOP/chip | "
-                 "HBM GB/chip | bound ms | bound by | note |",
+                 "| program | args GiB | outputs GiB | temps GiB | total GiB | fits | model TFLOP/chip | "
+                 "at peak ms | XLA TFLOP/chip | XLA HBM GB/chip | note |",
                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
-            t_flop, t_mem = r.flops / self.chip.bf16_flops, r.hbm_bytes / self.chip.hbm_bw
             lines.append(f"| {r.program} | {gib(r.args)} | {gib(r.outputs - r.aliased)} | {gib(r.temps)} | "
-                         f"{gib(r.total)} | {'yes' if r.total <= self.chip.hbm else 'NO'} | {r.flops / 1e12:.2f} | "
-                         f"{r.hbm_bytes / 1e9:.1f} | {1e3 * max(t_flop, t_mem):.1f} | "
-                         f"{'FLOPs' if t_flop >= t_mem else 'HBM'} | {r.note} |")
+                         f"{gib(r.total)} | {'yes' if r.total <= self.chip.hbm else 'NO'} | "
+                         f"{r.model_flops / 1e12:.2f} | {1e3 * r.model_flops / self.chip.bf16_flops:.0f} | "
+                         f"{r.flops / 1e12:.2f} | {r.hbm_bytes / 1e9:.1f} | {r.note} |")
         over = [f"{r.program} needs {gib(r.total)} GiB" for r in self.rows if r.total > self.chip.hbm]
         if sum(self.state.values()) > self.chip.hbm:
             over.insert(0, f"the train state alone needs {gib(sum(self.state.values()))} GiB per chip "
                            "(no program compiled)")
+        if self.rows:
+            lines.append("model TFLOP: 2 (forward), 6 (forward + backward) or 8 (rematerialised) x "
+                         "parameters x tokens, attention left out; XLA's counts take a scanned or "
+                         "while-loop body once, so they are lower bounds.")
         lines.append("fits" if self.fits else "DOES NOT FIT: " + "; ".join(over))
         return "\n".join(lines)
 
@@ -111,17 +117,22 @@ def chip_of(topology: str) -> Chip:
 
 def model_config(cfg):
     """The Qwen2.5-VL config whose shapes are compiled: model.path's config.json, else the
-    preset (7B where the variant names none: the v5e variants are written for it)."""
+    preset, else the variant's model (`VARIANT_MODEL`)."""
     from visd_jax.models import Qwen25VLConfig
 
     if cfg.model.path:
         return Qwen25VLConfig.from_hf(cfg.model.path), f"{cfg.model.path}"
-    name = cfg.model.preset or "7b"
+    name = cfg.model.preset or VARIANT_MODEL.get(cfg.get("variant", ""), "7b")
     return Qwen25VLConfig.preset(name), name
 
 
-def run_shapes(cfg, mcfg) -> dict:
-    """The largest shapes each program meets in this run, from the config's buckets."""
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def run_shapes(cfg, mcfg, shards: int = 1) -> dict:
+    """The largest shapes each program meets in this run, from the config's buckets (the SD
+    rows of a minibatch padded to the `shards` of the batch, as `routing.minibatch_rows`)."""
     from visd_jax.models.canvas import CanvasBuckets
     from visd_jax.pipeline.example import ExampleConfig
     from visd_jax.training.selector import PROMPT_KINDS
@@ -148,13 +159,36 @@ def run_shapes(cfg, mcfg) -> dict:
     return dict(prompts=r.prompts_per_step, generations=r.num_generations, rows=rows,
                 minibatch=rows // r.minibatches, prompt=prompt, completion=r.max_new_tokens,
                 canvas=canvas, slots=vision.slots_for(r.prompts_per_step * slots),
-                sd_rows=-(-sd_rows // r.minibatches), sft_rows=cfg.sft.batch_size, sft_completion=sft_target,
+                sd_rows=_round_up(_round_up(sd_rows, r.minibatches) // r.minibatches, shards), sft_rows=cfg.sft.batch_size, sft_completion=sft_target,
                 sft_slots=vision.slots_for(cfg.sft.batch_size * slots))
 
 
 def _per_chip(x) -> int:
     shape = x.sharding.shard_shape(x.shape) if getattr(x, "sharding", None) is not None else x.shape
     return math.prod(shape) * x.dtype.itemsize
+
+
+def model_flops(program: str, s: dict, *, decoder: int, vision: int, canvas: int, remat: bool, teacher: bool,
+                chips: int) -> float:
+    """Per-chip FLOPs of one call from parameter counts and token counts (2 per parameter
+    per token forward, 6 with the backward, 8 rematerialised): what XLA's cost analysis
+    cannot give through the scanned layers and the decode loop."""
+    def fwd(rows, seq, slots):
+        return 2.0 * (decoder * rows * seq + vision * slots * canvas)
+
+    train = 4.0 if remat else 3.0  # x forward
+    if program == "sample":
+        return (fwd(s["prompts"], s["prompt"], s["slots"])
+                + 2.0 * decoder * s["prompts"] * s["generations"] * s["completion"]) / chips
+    seq = s["prompt"] + s["completion"]
+    if program == "score":
+        return (2 if teacher else 1) * fwd(s["minibatch"], seq, s["slots"]) / chips
+    if program == "rl_update":
+        return train * (fwd(s["minibatch"], seq, s["slots"])
+                        + (fwd(s["sd_rows"], seq, s["slots"]) if s["sd_rows"] else 0.0)) / chips
+    if program == "sft_update":
+        return train * fwd(s["sft_rows"], s["prompt"] + s["sft_completion"], s["sft_slots"]) / chips
+    return 0.0
 
 
 def _hbm_oom_bytes(message: str) -> int | None:
@@ -169,8 +203,10 @@ def _hbm_oom_bytes(message: str) -> int | None:
     return int(float(m.group(1)) * 1024 ** "KMGT".index(m.group(2)) * 1024)
 
 
-def fit_report(cfg, topology: str | None = None) -> Report:
-    """Compiles every program of `cfg`'s run for `topology` (default: the variant's slice)."""
+def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] = (), log=None) -> Report:
+    """Compiles every program of `cfg`'s run for `topology` (default: the variant's slice);
+    `programs_only` restricts it to those named; `log(text)` receives what XLA says of a
+    program it refuses (its largest allocations)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -192,14 +228,14 @@ def fit_report(cfg, topology: str | None = None) -> Report:
     with check.unlocked():
         check.data.source, check.workdir = "synthetic", check.workdir or "unused"
         if not (check.model.path or check.model.preset):
-            check.model.preset = "7b"  # what model_config compiles
+            check.model.preset = model_config(cfg)[1]
     validate(check)
     topology = topology or VARIANT_TOPOLOGY.get(cfg.get("variant", ""), "v5e:2x4")
     chip = chip_of(topology)
     devices = topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
     mesh = make_mesh(dict(cfg.mesh), devices=devices)
     mcfg, name = model_config(cfg)
-    s = run_shapes(cfg, mcfg)
+    s = run_shapes(cfg, mcfg, mesh.shape["data"] * mesh.shape["fsdp"])
     m = cfg.model
     graphdef, params = abstract_params(mcfg, mesh, param_dtype=getattr(jnp, m.param_dtype),
                                        dtype=getattr(jnp, m.dtype), remat=m.remat, scan_layers=m.scan_layers)
@@ -273,10 +309,16 @@ def fit_report(cfg, topology: str | None = None) -> Report:
     mesh_shape = dict(zip(mesh.axis_names, (int(n) for n in np.shape(mesh.devices))))
     label = (f"{name} {cfg.mode} ({m.param_dtype} params, {m.dtype} compute, mu {m.mu_dtype or m.param_dtype}, "
              f"teacher {v.teacher_dtype or m.param_dtype}, remat {m.remat})")
+    n_vision = sum(x.size for x in jax.tree.leaves(params["visual"]))
+    flops_of = lambda prog: model_flops(  # noqa: E731
+        prog, s, decoder=sum(x.size for x in jax.tree.leaves(params)) - n_vision, vision=n_vision,
+        canvas=s["canvas"][0] * s["canvas"][1], remat=m.remat, teacher=uses_teacher, chips=len(devices))
     if sum(state_bytes.values()) > chip.hbm:  # every program takes the state: none can fit
         return Report(topology, chip, mesh_shape, label, s, state_bytes, ())
     with jax.set_mesh(mesh):
         for prog, fn, args, note in programs:
+            if programs_only and prog not in programs_only:
+                continue
             args_bytes = sum(_per_chip(x) for x in jax.tree.leaves(args))
             try:
                 compiled = fn.lower(*args).compile()
@@ -284,15 +326,17 @@ def fit_report(cfg, topology: str | None = None) -> Report:
                 need = _hbm_oom_bytes(str(e))
                 if need is None:
                     raise
+                if log is not None:
+                    log(f"{prog}: {e}")
                 out.append(Row(prog, args_bytes, 0, need, 0, 0.0, 0.0, f"{note}; XLA refused it "
-                               "(CompileTimeHbmOom): temps as it reported"))
+                               "(CompileTimeHbmOom): temps as it reported", flops_of(prog)))
                 continue
             mem = compiled.memory_analysis()
             cost = compiled.cost_analysis()
             cost = cost[0] if isinstance(cost, (list, tuple)) else cost
             out.append(Row(prog, int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
                            int(mem.temp_size_in_bytes), int(mem.alias_size_in_bytes),
-                           float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)), note))
+                           float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)), note, flops_of(prog)))
     return Report(topology, chip, mesh_shape, label, s, state_bytes, tuple(out))
 
 
@@ -303,9 +347,12 @@ def main(argv=None) -> None:
     config = config_flags.DEFINE_config_file("config", "experiments/visd_v5e.py:v5e_8",
                                              "experiment config file and variant (file.py:VARIANT)")
     topology = flags.DEFINE_string("topology", None, "TPU topology, e.g. v5e:2x4 (default: the variant's slice)")
+    only = flags.DEFINE_list("programs", [], "compile only these (sample, score, rl_update, sft_update, ema)")
+    verbose = flags.DEFINE_bool("verbose", False, "print XLA's largest allocations of a program over HBM")
 
     def run(_):
-        report = fit_report(config.value, topology.value)
+        report = fit_report(config.value, topology.value, tuple(only.value),
+                            log=(lambda t: print(t, file=sys.stderr, flush=True)) if verbose.value else None)
         print(report.table(), flush=True)
         sys.exit(0 if report.fits else 1)
 

@@ -152,3 +152,22 @@ def test_rows_stop_independently_and_log_probs_match_forward_pass(ours):
     ref = token_logprobs(_forward_logprobs(model, p, toks, msk), toks)
     np.testing.assert_allclose(lps[m], ref[m], atol=1e-4)
     assert (lps[~m] == 0).all()
+
+
+def test_a_rematerialised_float32_master_model_samples_as_the_plain_one(ours):
+    """The v5e variants' model (remat, float32 master weights, bf16 compute) samples: remat
+    is off under a KV cache (nnx.remat inside the decode loop did not trace), and the master
+    weights are cast once, so its greedy tokens are those of a plain bf16 copy."""
+    from flax import nnx
+    import jax.numpy as jnp
+
+    from visd_jax.models import Qwen25VL, Qwen25VLConfig
+
+    _, p = ours
+    master = Qwen25VL.create(Qwen25VLConfig.preset("tiny"), seed=4, remat=True, param_dtype=jnp.float32,
+                             dtype=jnp.bfloat16)
+    plain = Qwen25VL.create(Qwen25VLConfig.preset("tiny"), seed=0, param_dtype=jnp.bfloat16)
+    nnx.update(plain, jax.tree.map(lambda x: x.astype(jnp.bfloat16), nnx.state(master)))
+    kw = dict(key=jax.random.key(0), max_new_tokens=6, temperature=0.0, stop_ids=[EOS], pad_id=PAD)
+    np.testing.assert_array_equal(np.asarray(generate(master, p, **kw).tokens),
+                                  np.asarray(generate(plain, p, **kw).tokens))

@@ -28,7 +28,7 @@ def _batch(seed=0):
 
 
 def _steps(param_dtype, dtype, mu_dtype, *, lr=1e-6, total=20):
-    model = Qwen25VL.create(Qwen25VLConfig.preset("tiny"), seed=0, param_dtype=param_dtype, dtype=dtype)
+    model = Qwen25VL.create(Qwen25VLConfig.preset("small"), seed=0, param_dtype=param_dtype, dtype=dtype)
     graphdef, params = nnx.split(model)
     opt, _ = make_optimizer(lr=lr, total_steps=total, weight_decay=0.0, grad_clip=1e9, mu_dtype=mu_dtype)
     state = init_state(params, opt, teacher=False)

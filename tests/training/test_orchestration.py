@@ -112,5 +112,8 @@ def test_minibatch_plan_learns_every_kept_row_once():
     assert [r.tolist() for r, _ in plan] == [list(range(10)), list(range(10, 20))]
     assert [s.tolist() for _, s in plan] == [[0, 1, 2], [-1, 4, -1]]
     assert all(s is None for _, s in minibatch_rows(8, 4))
+    # on 4 batch shards, the SD parts are padded to 4 rows: no chip holds every SD row
+    plan = minibatch_rows(20, 2, np.array([1, 1, 1, 0, 1]), multiple=4)
+    assert [s.tolist() for _, s in plan] == [[0, 1, 2, -1], [4, -1, -1, -1]]
     with pytest.raises(ValueError, match="equal minibatches"):
         minibatch_rows(10, 4)

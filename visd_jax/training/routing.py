@@ -49,11 +49,13 @@ def select_for_distillation(
     return keep
 
 
-def minibatch_rows(rows: int, minibatches: int, sd_selected: np.ndarray | None = None):
+def minibatch_rows(rows: int, minibatches: int, sd_selected: np.ndarray | None = None, *, multiple: int = 1):
     """The update plan of one RL step: per minibatch, (rollout rows [rows / minibatches],
     self-distillation rows or None). The SD set goes in the same number of parts of
-    ceil(S / minibatches) rows, so every kept row is learnt from exactly once; its padding
-    (selected 0, or past the end) is -1, which enters no loss."""
+    ceil(S / minibatches) rows, rounded up to a `multiple` (the mesh's batch shards: fewer
+    rows than shards cannot be split and every chip would hold them all), so every kept row
+    is learnt from exactly once; its padding (selected 0, or past the end) is -1, which
+    enters no loss."""
     if minibatches < 1 or rows % minibatches:
         raise ValueError(f"{rows} rollouts do not split into {minibatches} equal minibatches")
     mb = rows // minibatches
@@ -63,6 +65,7 @@ def minibatch_rows(rows: int, minibatches: int, sd_selected: np.ndarray | None =
         if sd_selected is not None:
             sel = np.asarray(sd_selected)
             per = -(-len(sel) // minibatches)
+            per = -(-per // multiple) * multiple
             j = np.arange(m * per, (m + 1) * per)
             sd = np.where((j < len(sel)) & (sel[np.minimum(j, len(sel) - 1)] > 0), j, -1).astype(np.int32)
         plan.append((np.arange(m * mb, (m + 1) * mb, dtype=np.int32), sd))

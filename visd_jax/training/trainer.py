@@ -320,7 +320,8 @@ class Trainer:
         r = self.cfg.rl
         out = {}
         use_signal, use_sd = c.teacher is not None, c.sd is not None
-        plan = list(minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected))
+        plan = list(minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected,
+                                   multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"]))
         with timer(out, "time/teacher"):
             b = self._place(c.batch)
             # the teacher's rows read the same media as the student's: one copy on the device
