@@ -49,3 +49,21 @@ def test_the_command_exits_non_zero_when_it_does_not_fit():
                          timeout=300, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 1, out.stderr[-2000:]
     assert "DOES NOT FIT" in out.stdout and "32b visd_coach" in out.stdout
+
+
+def test_model_path_reads_the_shapes_from_the_checkpoints_config_json(qwen_checkpoint):
+    """--config.model.path: the checkpoint's config.json decides the shapes (its real 151k
+    vocabulary here), not a preset; only the state is sized (no program compiled)."""
+    import json
+
+    path = qwen_checkpoint()
+    c = visd_v5e.get_config("v5e_8")
+    c.model.path = str(path)
+    report = fit_report(c, "v5e:2x2", programs_only=("state",))
+    assert str(path) in report.model and report.rows == ()
+    raw = json.loads((path / "config.json").read_text())
+    vocab = (raw.get("text_config") or raw)["vocab_size"]
+    assert vocab > 150_000
+    # float32 master weights: at least the (tied) embedding table, split over the 4 chips
+    hidden = (raw.get("text_config") or raw)["hidden_size"]
+    assert report.state["params"] >= 4 * vocab * hidden / 4
