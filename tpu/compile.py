@@ -271,9 +271,7 @@ def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] 
                             media)
 
     r, v = cfg.rl, cfg.visd
-    steps = Steps(graphdef, opt, state_shardings, temperature=r.temperature, clip_low=r.clip_low,
-                  clip_high=r.clip_high, signal_clip=v.clip, alpha=cfg.coach.alpha, ema_decay=v.ema_decay,
-                  adv_eps=r.adv_eps, signal_mode=v.signal_mode, top_k=int(v.top_k), gamma=float(v.gamma))
+    steps = Steps.from_config(cfg, graphdef, opt, state_shardings)
     full = batch(s["rows"], s["prompt"], s["completion"], s["slots"])
     mb, T = s["minibatch"], s["completion"]
     rows_idx = arr((mb,), jnp.int32, (None,))

@@ -82,6 +82,15 @@ class Steps:
         self.signal_mode, self.top_k, self.gamma = signal_mode, top_k, gamma
         self.programs = programs or Programs()
 
+    @classmethod
+    def from_config(cls, cfg, graphdef, optimizer, shardings, programs: Programs | None = None) -> "Steps":
+        """The run's programs with the loss settings of `cfg` (the trainer and the fit check)."""
+        r, v = cfg.rl, cfg.visd
+        return cls(graphdef, optimizer, shardings, temperature=r.temperature, clip_low=r.clip_low,
+                   clip_high=r.clip_high, signal_clip=v.clip, alpha=cfg.coach.alpha, ema_decay=v.ema_decay,
+                   adv_eps=r.adv_eps, signal_mode=v.signal_mode, top_k=int(v.top_k), gamma=float(v.gamma),
+                   programs=programs)
+
     def score(self):
         """(params, teacher_or_None, batch, teacher_batch_or_None, rewards [N, G], rows [R]) ->
         (old_logp [R, T], signal [R, T] or None, advantages [R]) of one minibatch's rows.

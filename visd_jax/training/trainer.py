@@ -128,13 +128,9 @@ class Trainer:
         self.state = jax.tree.map(
             lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(x, replicated), self.state)
         self.shardings = jax.tree.map(lambda x: x.sharding, self.state)
-        r, v = cfg.rl, cfg.visd
+        r = cfg.rl
         self.programs = Programs()
-        self.steps = Steps(self.graphdef, self.rl_opt, self.shardings, temperature=r.temperature,
-                           clip_low=r.clip_low, clip_high=r.clip_high, signal_clip=v.clip,
-                           alpha=cfg.coach.alpha, ema_decay=v.ema_decay, adv_eps=r.adv_eps,
-                           signal_mode=v.signal_mode, top_k=int(v.top_k), gamma=float(v.gamma),
-                           programs=self.programs)
+        self.steps = Steps.from_config(cfg, self.graphdef, self.rl_opt, self.shardings, self.programs)
         self.sampler = ModelSampler(self._model, r.max_new_tokens, r.temperature, r.top_p, r.top_k or None,
                                     self.ids.stop, self.pad_id, self.ids.media, self.programs)
         # a batch's shape bucket: (canvas or no media) x slot count x prompt width
@@ -327,17 +323,18 @@ class Trainer:
             # the teacher's rows read the same media as the student's: one copy on the device
             tb = None if c.teacher is None else self._place(c.teacher.replace(media=None)).replace(media=b.media)
             rewards = self._array(c.raw.scores["total"].astype(np.float32), ("batch", None))
+            rows_of = [self._array(rows, (None,)) for rows, _ in plan]  # on the device once, for both
             # every minibatch scored before the first update: the rollout policy's log-probs
             scored = [self.steps.score()(self.state["params"], self.state["teacher"] if use_signal else None, b, tb,
-                                         rewards, self._array(rows, (None,))) for rows, _ in plan]
+                                         rewards, rows) for rows in rows_of]
             jax.block_until_ready(scored)
         with timer(out, "time/update"):
             sd = self._place(None if c.sd is None else c.sd.batch)
             fn = self.steps.rl_update(use_signal=use_signal, use_sd=use_sd)
             mix = self._array(np.float32(c.mix), ())
             mets = []
-            for k, ((rows, sd_rows), (old_logp, signal, adv)) in enumerate(zip(plan, scored)):
-                self.state, met = fn(self.state, b, old_logp, adv, signal, mix, self._array(rows, (None,)), sd,
+            for k, ((_, sd_rows), rows, (old_logp, signal, adv)) in enumerate(zip(plan, rows_of, scored)):
+                self.state, met = fn(self.state, b, old_logp, adv, signal, mix, rows, sd,
                                      None if sd_rows is None else self._array(sd_rows, (None,)),
                                      self._array(np.bool_(k == 0), ()))
                 mets.append(met)
