@@ -97,3 +97,43 @@ def test_distill_bad_inputs():
         magnitude_scaled_kl(student_logits=zs, teacher_logits=zt, magnitude=mag[:, :4], mask=mask)
     with pytest.raises(ValueError, match=r"direction must be one of"):
         magnitude_scaled_kl(student_logits=zs, teacher_logits=zt, magnitude=mag, mask=mask, direction="js")
+
+
+def test_weighted_nll_is_the_weighted_sum_and_keeps_the_mean_as_metric():
+    logp, mask = nll_case(2)
+    selected = np.array([1, 1, 1, 0, 1, 1, 0], bool)
+    w = np.array([0.5, 0.25, 0.25, 9.0, 0.125, 0.125, 9.0], np.float32)  # unselected weights never count
+    f = jax.jit(lambda lp: prompted_rollout_nll(logp=lp, mask=mask, selected=selected, weight=w))
+    (loss, metrics), grad = jax.value_and_grad(f, has_aux=True)(logp)
+    use = selected & mask.any(1)
+    per = [-(logp[i][mask[i]].astype(np.float64)).mean() if use[i] else 0.0 for i in range(7)]
+    np.testing.assert_allclose(loss, sum(float(w[i]) * per[i] for i in range(7)), **F32)
+    np.testing.assert_allclose(metrics["sd/nll"], np_nll(logp, mask, selected), **F32)
+    ref_grad = np.where(mask & use[:, None], -w[:, None] / np.maximum(mask.sum(1, keepdims=True), 1), 0.0)
+    np.testing.assert_allclose(grad, ref_grad, **F32)
+
+
+def test_reference_kl_is_trls_k3_and_its_gradient():
+    from visd_jax.losses import reference_kl
+
+    rng = np.random.default_rng(3)
+    b, t = 5, 6
+    logp = np.log(rng.uniform(0.01, 1, size=(b, t))).astype(np.float32)
+    ref = np.log(rng.uniform(0.01, 1, size=(b, t))).astype(np.float32)
+    ref[0, 0] = logp[0, 0] + 30.0  # past the clamp: x = 10, and no gradient there
+    mask = np.arange(t)[None] < np.array([6, 3, 0, 1, 4])[:, None]
+    logp[~mask] = -np.inf
+    f = jax.jit(lambda lp: reference_kl(logp=lp, ref_logp=ref, mask=mask))
+    (kl, metrics), grad = jax.value_and_grad(f, has_aux=True)(logp)
+    x = np.clip(ref.astype(np.float64) - np.where(mask, logp, 0.0), -10, 10)
+    k3 = np.exp(x) - x - 1
+    rows = [k3[i][mask[i]].mean() for i in range(b) if mask[i].any()]
+    np.testing.assert_allclose(kl, np.mean(rows), rtol=2e-5)
+    # d k3 / d logp = 1 - exp(x) inside the clamp, 0 where clamped
+    inside = mask & (np.abs(ref.astype(np.float64) - np.where(mask, logp, 0.0)) < 10)
+    ref_grad = np.where(inside, (1 - np.exp(x)) / np.maximum(mask.sum(1, keepdims=True), 1), 0.0) / len(rows)
+    np.testing.assert_allclose(grad, ref_grad, rtol=2e-5, atol=1e-7)
+    assert float(metrics["ref_kl/kl_max"]) == pytest.approx(np.exp(10) - 11, rel=1e-5)
+    # the policy equal to its reference: KL exactly 0
+    same = jax.jit(lambda lp: reference_kl(logp=lp, ref_logp=lp, mask=mask)[0])(logp)
+    assert float(same) == 0.0

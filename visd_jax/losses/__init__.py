@@ -19,6 +19,9 @@ from visd_jax.losses.distill import (
     prompted_rollout_nll,
     prompted_rollout_nll_from_terms,
     prompted_rollout_nll_terms,
+    reference_kl,
+    reference_kl_from_terms,
+    reference_kl_terms,
 )
 from visd_jax.losses.gspo import gspo_from_terms, gspo_loss, gspo_terms
 from visd_jax.losses.logprobs import (
@@ -51,6 +54,9 @@ __all__ = [
     "prompted_rollout_nll",
     "prompted_rollout_nll_from_terms",
     "prompted_rollout_nll_terms",
+    "reference_kl",
+    "reference_kl_from_terms",
+    "reference_kl_terms",
     "token_logprobs",
     "token_logprobs_from_logits",
     "token_signal",

@@ -3,6 +3,7 @@
     L = gspo_weight * L_GSPO(A or A_it)                         (SPEC section 4)
       + alpha * L_SD      over selected prompted rollouts of hard prompts  (section 5)
       + beta_kl * L_KL    magnitude-scaled teacher KL                      (section 6)
+      + ref_kl_beta * KL(pi || pi_ref)  k3 per token, to a frozen reference (release 0.04)
 
     A_it = A_i ((1 - mix) + mix w_t),  w_t = clip(exp(sign(A_i) g_t), 1 - c, 1 + c)
 
@@ -24,6 +25,8 @@ from visd_jax.losses.distill import (
     magnitude_scaled_kl_terms,
     prompted_rollout_nll_from_terms,
     prompted_rollout_nll_terms,
+    reference_kl_from_terms,
+    reference_kl_terms,
 )
 from visd_jax.losses.gspo import gspo_from_terms, gspo_terms
 
@@ -44,8 +47,9 @@ def visd_objective_terms(
     logp, old_logp, advantages, mask,
     clip_low=3e-4, clip_high=4e-4, level=None,
     signal=None, mix=0.0, signal_clip=0.2,
-    sd_logp=None, sd_mask=None, sd_selected=None, sd_hard=None,
+    sd_logp=None, sd_mask=None, sd_selected=None, sd_hard=None, sd_weight=None,
     kl_student_logits=None, kl_teacher_logits=None, kl_magnitude=None, kl_direction="reverse",
+    ref_logp=None,
 ) -> dict[str, jax.Array]:
     """Summable terms of every switched-on part of `visd_objective` (same arguments)."""
     level = _resolve_level(level, signal)
@@ -66,7 +70,7 @@ def visd_objective_terms(
         if sd_hard is not None:
             checks.require_same_shape(sd_selected=sd_selected, sd_hard=sd_hard)
             selected = checks.as_mask(sd_selected) * checks.as_mask(sd_hard)
-        terms.update(prompted_rollout_nll_terms(logp=sd_logp, mask=sd_mask, selected=selected))
+        terms.update(prompted_rollout_nll_terms(logp=sd_logp, mask=sd_mask, selected=selected, weight=sd_weight))
     if kl_student_logits is not None or kl_teacher_logits is not None:
         if kl_student_logits is None or kl_teacher_logits is None:
             raise ValueError("the KL term needs both kl_student_logits and kl_teacher_logits")
@@ -79,10 +83,13 @@ def visd_objective_terms(
             student_logits=kl_student_logits, teacher_logits=kl_teacher_logits,
             magnitude=magnitude, mask=mask, direction=kl_direction,
         ))
+    if ref_logp is not None:
+        terms.update(reference_kl_terms(logp=logp, ref_logp=ref_logp, mask=mask))
     return terms
 
 
-def visd_objective_from_terms(terms, *, gspo_weight=1.0, alpha=0.1, beta_kl=0.0, denominators=None):
+def visd_objective_from_terms(terms, *, gspo_weight=1.0, alpha=0.1, beta_kl=0.0, ref_kl_beta=0.0,
+                              denominators=None):
     """(loss, flat metrics) from (merged) `visd_objective_terms`."""
     loss, metrics = gspo_from_terms(terms, denominators=denominators)
     loss = gspo_weight * loss
@@ -96,6 +103,10 @@ def visd_objective_from_terms(terms, *, gspo_weight=1.0, alpha=0.1, beta_kl=0.0,
         kl, m = magnitude_scaled_kl_from_terms(terms, denominators=denominators)
         loss = loss + beta_kl * kl
         metrics.update(m)
+    if "ref_kl/kl_sum" in terms:
+        kl, m = reference_kl_from_terms(terms, denominators=denominators)
+        loss = loss + ref_kl_beta * kl
+        metrics.update(m)
     metrics["loss"] = loss
     return loss, metrics
 
@@ -108,7 +119,7 @@ def objective_denominators(*, mask, sd_mask=None, sd_selected=None, sd_hard=None
     """
     checks.require_rank("mask", mask, 2, "B, T")
     seqs = jnp.sum(jnp.any(mask != 0, axis=1).astype(jnp.float32))
-    den = {"gspo/seq_count": seqs, "kl/seq_count": seqs}
+    den = {"gspo/seq_count": seqs, "kl/seq_count": seqs, "ref_kl/seq_count": seqs}
     if sd_mask is not None:
         if sd_selected is None:
             raise ValueError("sd_mask needs sd_selected [B'] as well")
@@ -125,9 +136,9 @@ def visd_objective(
     logp, old_logp, advantages, mask,
     clip_low=3e-4, clip_high=4e-4, level=None,
     signal=None, mix=0.0, signal_clip=0.2,
-    sd_logp=None, sd_mask=None, sd_selected=None, sd_hard=None, alpha=0.1,
+    sd_logp=None, sd_mask=None, sd_selected=None, sd_hard=None, sd_weight=None, alpha=0.1,
     kl_student_logits=None, kl_teacher_logits=None, kl_magnitude=None, kl_direction="reverse",
-    beta_kl=0.0, gspo_weight=1.0,
+    beta_kl=0.0, gspo_weight=1.0, ref_logp=None, ref_kl_beta=0.0,
 ):
     """GSPO + alpha 1[hard] NLL + beta_T KL, with optional VISD token advantages.
 
@@ -144,6 +155,8 @@ def visd_objective(
       kl_student_logits, kl_teacher_logits: [B, T, V]; kl_magnitude: [B, T] (default: the
         VISD weights w_t, or 1); kl_direction; beta_kl: weight (0 = ablation off).
       gspo_weight: weight of the GSPO term (0 leaves only the distillation terms).
+      ref_logp: [B, T] log-probs of the rollouts under a frozen reference policy (switches
+        the reference KL on); ref_kl_beta: its weight (the VisionCoach release: 0.04).
     Returns:
       (loss, metrics): a flat dict with "loss" and "gspo/...", "visd/...", "sd/...",
       "kl/..." entries for the terms that are on.
@@ -152,8 +165,9 @@ def visd_objective(
         logp=logp, old_logp=old_logp, advantages=advantages, mask=mask,
         clip_low=clip_low, clip_high=clip_high, level=level,
         signal=signal, mix=mix, signal_clip=signal_clip,
-        sd_logp=sd_logp, sd_mask=sd_mask, sd_selected=sd_selected, sd_hard=sd_hard,
+        sd_logp=sd_logp, sd_mask=sd_mask, sd_selected=sd_selected, sd_hard=sd_hard, sd_weight=sd_weight,
         kl_student_logits=kl_student_logits, kl_teacher_logits=kl_teacher_logits,
-        kl_magnitude=kl_magnitude, kl_direction=kl_direction,
+        kl_magnitude=kl_magnitude, kl_direction=kl_direction, ref_logp=ref_logp,
     )
-    return visd_objective_from_terms(terms, gspo_weight=gspo_weight, alpha=alpha, beta_kl=beta_kl)
+    return visd_objective_from_terms(terms, gspo_weight=gspo_weight, alpha=alpha, beta_kl=beta_kl,
+                                     ref_kl_beta=ref_kl_beta)
