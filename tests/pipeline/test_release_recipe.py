@@ -98,17 +98,22 @@ def records(tmp_path_factory):
     return P.StgrSource(kf_dir / "ann.json", ds.video_root), recs
 
 
-@pytest.mark.parametrize("prompt", ["raw", "darken"])
+@pytest.mark.parametrize("prompt", ["", "raw", "darken"])
 def test_release_recipe_ids_equal_the_release_processing(records, qwen_tokenizer_dir, prompt):
     src, recs = records
     cfg = P.ExampleConfig(tokenizer_dir=str(qwen_tokenizer_dir), recipe="release", prompt=prompt,
                           min_pixels=VIDEO_MIN, max_pixels=VIDEO_MAX, image_min_pixels=IMAGE_MIN,
                           image_max_pixels=IMAGE_MAX, max_tokens=16384, max_patches=65536)
     tok = load_tokenizer(qwen_tokenizer_dir)
-    tasks = set()
+    tasks, kinds = set(), set()
     for i, rec in enumerate(recs):
         ex = P.make_example(src[i], cfg)
-        want = release_ids(tok, rec, src[i]["media"], HINTS[prompt] if prompt != "raw" else "")
+        # darken where key-frame images carry boxes; raw (its hint) where there are none
+        applied = ex["meta"]["prompt"]
+        kinds.add(applied)
+        has_boxes = bool((ex["key_frame_mask"][:, None] & ex["box_valid"]).any())
+        assert applied == (prompt if prompt != "darken" or has_boxes else "raw")
+        want = release_ids(tok, rec, src[i]["media"], HINTS[applied] if applied else "")
         assert ex["input_ids"].tolist() == want, f"{rec['task']} ({rec['id']})"
         n_img, gh, gw = ex["grid_thw"]
         assert len(ex["patches"]) == n_img * gh * gw
@@ -116,9 +121,11 @@ def test_release_recipe_ids_equal_the_release_processing(records, qwen_tokenizer
         if rec["task"] == "temporal-spatial free-form QA":
             assert ex["key_frame_mask"].sum() == len(rec["key_frames"])  # all inserted here
             if prompt == "darken":  # the key-frame images, and only they, carry the prompt
-                raw = P.make_example(src[i], P.ExampleConfig(**{**cfg.__dict__, "prompt": "raw"}))
+                raw = P.make_example(src[i], P.ExampleConfig(**{**cfg.__dict__, "prompt": ""}))
                 per = gh * gw
                 changed = [not np.array_equal(ex["patches"][j * per:(j + 1) * per], raw["patches"][j * per:(j + 1) * per])
                            for j in range(n_img)]
-                assert changed == ex["key_frame_mask"][:n_img].tolist()
+                boxed = ex["key_frame_mask"] & ex["box_valid"].any(1)  # a key frame without boxes stays raw
+                assert changed == boxed[:n_img].tolist()
     assert len(tasks) == 6
+    assert kinds == ({"darken", "raw"} if prompt == "darken" else {prompt})

@@ -70,10 +70,14 @@ def test_too_small_frame():
 
 
 def test_hints():
-    assert hint("raw") == ""
-    for kind in KINDS[1:]:
-        assert len(hint(kind)) > 40 and hint(kind).startswith(" ")
-    assert "darkened" in hint("darken") and "bright regions" in hint("darken")
+    from visd_jax.text.release import HINTS as RELEASE
+
+    # raw and darken: the release's strings verbatim; the other three the paper's wording
+    assert hint("raw") == RELEASE["raw"] and hint("darken") == RELEASE["darken"]
+    assert hint("raw").startswith("\n[Hint: Carefully observe the key objects")
+    for kind in KINDS:
+        assert len(hint(kind)) > 40 and hint(kind)[0] in " \n"
+    assert "darkened" in hint("darken") and "bright (highlighted) regions" in hint("darken")
     assert "red circle" in hint("circle")
     with pytest.raises(ValueError, match="unknown prompt kind"):
         hint("blur")

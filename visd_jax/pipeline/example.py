@@ -39,7 +39,10 @@ class ExampleConfig:
     max_frames: int = 16
     max_pixels: int = 128 * 28 * 28
     min_pixels: int = 4 * 28 * 28
-    prompt: str = "raw"  # visual prompt on key frames: raw | circle | darken | numbers | attention
+    # "": the example as it is. A coaching kind (raw | circle | darken | numbers | attention):
+    # that visual prompt on the key frames and its hint after the question (raw: the frames
+    # as they are, with the raw hint); meta["prompt"] names the kind applied
+    prompt: str = ""
     max_boxes: int = 8  # per frame, after padding; more key boxes are an error
     max_tokens: int = 4096  # examples longer than this (or max_patches) are bad records
     max_patches: int = 16384
@@ -55,8 +58,8 @@ class ExampleConfig:
     decode_threads: int | None = None
 
     def __post_init__(self):
-        if self.prompt not in PROMPT_KINDS:
-            raise ValueError(f"prompt must be one of {PROMPT_KINDS}, got {self.prompt!r}")
+        if self.prompt not in ("",) + PROMPT_KINDS:
+            raise ValueError(f"prompt must be '' (none) or one of {PROMPT_KINDS}, got {self.prompt!r}")
         if not 2 <= self.min_frames <= self.max_frames or self.max_frames % 2:
             raise ValueError(f"need 2 <= min_frames <= max_frames with max_frames even, got "
                              f"{self.min_frames}, {self.max_frames}")
@@ -81,6 +84,47 @@ def _jit_apply(kind: str):
     from visd_jax import prompts
 
     return jax.jit(functools.partial(prompts.apply, kind))
+
+
+BOX_KINDS = ("circle", "darken", "attention")  # drawn from the key objects' boxes
+
+
+def _cover_patches(boxes, valid, key_mask, patch: int):
+    """Key frames widened to whole temporal patches: the vision tower merges a patch's
+    frames into one token, so a prompt on one frame of the pair would be diluted by its
+    unprompted twin. A partner without boxes of its own takes its twin's."""
+    boxes, valid, key_mask = boxes.copy(), valid.copy(), key_mask.copy()
+    for a in range(0, len(key_mask) - patch + 1, patch):
+        pair = slice(a, a + patch)
+        if not key_mask[pair].any():
+            continue
+        key_mask[pair] = True
+        donor = next((a + j for j in range(patch) if valid[a + j].any()), None)
+        for j in range(patch):
+            if donor is not None and not valid[a + j].any():
+                boxes[a + j], valid[a + j] = boxes[donor], valid[donor]
+    return boxes, valid, key_mask
+
+
+def prompt_frames(frames, kind: str, boxes, valid, key_mask, *, numbers, numbers_on=None):
+    """(frames with visual prompt `kind`, the kind applied).
+
+    Box prompts go on the key frames that have boxes; a key frame without boxes stays as it
+    is (darkening it whole would hide everything), and with no boxed key frame at all the
+    example is `raw`, so the hint never describes a prompt that is not there (the release:
+    raw when a record has no key_items). Frame numbers need no boxes: on `numbers_on` (None:
+    every frame)."""
+    if kind == "raw":
+        return frames, "raw"
+    if kind == "numbers":
+        if numbers_on is not None and not numbers_on.any():
+            return frames, "raw"
+        out = np.asarray(_jit_apply(kind)(frames, numbers=numbers))
+        return (out if numbers_on is None else np.where(numbers_on[:, None, None, None], out, frames)), kind
+    on = key_mask & valid.any(axis=1)
+    if not on.any():
+        return frames, "raw"
+    return np.asarray(_jit_apply(kind)(frames, boxes=boxes, box_mask=valid, frame_mask=on, numbers=numbers)), kind
 
 
 def _load_image(media, rid: str, cfg: ExampleConfig) -> np.ndarray:
@@ -199,14 +243,14 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
                                 frames if is_image else None)
     t, h, w, _ = frames.shape
     boxes, box_valid, key_mask = _key_boxes(rec, times, w, h, source_fps, cfg.max_boxes, rid)
-    question = rec["question"]
-    if cfg.prompt != "raw":
+    question, kind = rec["question"], cfg.prompt
+    if kind:
         from visd_jax import prompts
 
         group_no = np.arange(t) // TEMPORAL_PATCH + 1  # the number matches "Frame i" text
-        frames = np.asarray(_jit_apply(cfg.prompt)(
-            frames, boxes=boxes, box_mask=box_valid, frame_mask=key_mask, numbers=group_no))
-        question = question + prompts.hint(cfg.prompt)
+        pb, pv, pk = _cover_patches(boxes, box_valid, key_mask, TEMPORAL_PATCH)
+        frames, kind = prompt_frames(frames, kind, pb, pv, pk, numbers=group_no)
+        question = question + prompts.hint(kind)
     # Raw uint8 patches: a quarter of float32's bytes through worker pipes, host memory and
     # the host-to-device copy; the vision tower normalises them on the device.
     patches, grid = video.patchify(frames, normalize=False)
@@ -229,7 +273,7 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
         "boxes": boxes,
         "box_valid": box_valid,
         "second_per_grid": np.float32(spg),
-        "meta": _meta(rec, rid, item.get("index"), question, w, h, duration, cfg.prompt, is_image),
+        "meta": _meta(rec, rid, item.get("index"), question, w, h, duration, kind, is_image),
     }
 
 
@@ -259,7 +303,6 @@ def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image
     from visd_jax.text import load_tokenizer
     from visd_jax.text import release as rtext
 
-    question = rec["question"] + (rtext.HINTS[cfg.prompt] if cfg.prompt != "raw" else "")
     if clip is None:  # visual QA: one image block as ours; the release prompts no image
         frames, fl = image, None
         times = np.zeros((1,), np.float64)
@@ -273,9 +316,11 @@ def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image
                                    f"{cfg.max_key_frames}")
         frames, times = fl.frames, fl.times
         boxes, valid, key_mask = ri.key_boxes(fl, rec, cfg.max_boxes, rid)
-    if cfg.prompt != "raw" and key_mask.any():  # key-frame images only (none without paths)
-        frames = np.asarray(_jit_apply(cfg.prompt)(frames, boxes=boxes, box_mask=valid, frame_mask=key_mask,
-                                                   numbers=np.arange(len(frames)) + 1))
+    kind = cfg.prompt
+    if kind:  # key-frame images only (none without paths); each image is its own temporal pair
+        frames, kind = prompt_frames(frames, kind, boxes, valid, key_mask, numbers=np.arange(len(frames)) + 1,
+                                     numbers_on=key_mask)
+    question = rec["question"] + (rtext.HINTS[kind] if kind else "")
     if clip is None:
         patches, grid = video.patchify(frames, normalize=False)
         patches, grid = np.asarray(patches, np.uint8), np.asarray(grid, np.int32)
@@ -293,6 +338,6 @@ def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image
         "input_ids": ids, "patches": patches, "grid_thw": grid,
         "frame_times": np.asarray(times, np.float32), "key_frame_mask": key_mask,
         "boxes": boxes, "box_valid": valid, "second_per_grid": np.float32(0.0),
-        "meta": {**_meta(rec, rid, index, question, w, h, duration, cfg.prompt, clip is None),
+        "meta": {**_meta(rec, rid, index, question, w, h, duration, kind, clip is None),
                  "media": "image" if clip is None else "frames"},
     }
