@@ -72,15 +72,15 @@ def main():
     b = jax.device_put(RolloutBatch(ids, mask, ids[:, L:].copy(), np.ones((B, T), np.int32), pos, src, None))
     rows = jnp.arange(B, dtype=jnp.int32)
     rewards = jnp.asarray(rng.normal(size=(B // a.samples, a.samples)), jnp.float32)
-    old, _, adv = steps.score()(state["params"], None, b, None, rewards, rows)
+    scored = steps.score()(state["params"], None, None, b, None, rewards, rows)
     fn = steps.rl_update(use_signal=False, use_sd=False)
-    flops = fn.lower(state, b, old, adv, None, jnp.float32(0), rows, None, None, jnp.bool_(False)) \
+    flops = fn.lower(state, b, scored, jnp.float32(0), rows, None, None, None, jnp.bool_(False)) \
         .compile().cost_analysis()
     flops = float((flops[0] if isinstance(flops, (list, tuple)) else flops)["flops"])
     holder = {"s": state}
 
     def update():
-        holder["s"], m = fn(holder["s"], b, old, adv, None, jnp.float32(0), rows, None, None, jnp.bool_(False))
+        holder["s"], m = fn(holder["s"], b, scored, jnp.float32(0), rows, None, None, None, jnp.bool_(False))
         return m
 
     dt, _ = _timed(update, a.iters)

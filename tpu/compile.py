@@ -133,6 +133,8 @@ def _round_up(x: int, m: int) -> int:
 def run_shapes(cfg, mcfg, shards: int = 1) -> dict:
     """The largest shapes each program meets in this run, from the config's buckets (the SD
     rows of a minibatch padded to the `shards` of the batch, as `routing.minibatch_rows`)."""
+    import numpy as np
+
     from visd_jax.models.canvas import CanvasBuckets
     from visd_jax.pipeline.example import ExampleConfig
     from visd_jax.training.selector import PROMPT_KINDS
@@ -154,12 +156,16 @@ def run_shapes(cfg, mcfg, shards: int = 1) -> dict:
     rows = r.prompts_per_step * r.num_generations
     if rows % r.minibatches:
         raise ValueError(f"{rows} rollouts do not split into {r.minibatches} minibatches")
-    sd_rows = r.prompts_per_step * cfg.coach.top_n if cfg.mode in ("visioncoach", "visd_coach") else 0
+    # SD rows a minibatch takes: top-N of each prompt starting in it (routing.minibatch_rows)
+    mb_rows = rows // r.minibatches
+    starts = np.bincount(np.arange(r.prompts_per_step) * r.num_generations // mb_rows, minlength=r.minibatches)
+    sd_rows = int(starts.max()) * cfg.coach.top_n if cfg.mode in ("visioncoach", "visd_coach") else 0
     sft_target = next(b for b in SFT_TARGET_BUCKETS if b >= min(r.max_new_tokens, SFT_TARGET_BUCKETS[-1]))
     return dict(prompts=r.prompts_per_step, generations=r.num_generations, rows=rows,
                 minibatch=rows // r.minibatches, prompt=prompt, completion=r.max_new_tokens,
                 canvas=canvas, slots=vision.slots_for(r.prompts_per_step * slots),
-                sd_rows=_round_up(_round_up(sd_rows, r.minibatches) // r.minibatches, shards), sft_rows=cfg.sft.batch_size, sft_completion=sft_target,
+                sd_rows=_round_up(sd_rows, shards) if sd_rows else 0,
+                sd_total=r.prompts_per_step * cfg.coach.top_n, sft_rows=cfg.sft.batch_size, sft_completion=sft_target,
                 sft_slots=vision.slots_for(cfg.sft.batch_size * slots))
 
 
@@ -221,7 +227,10 @@ def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] 
     from visd_jax.training.batch import AXES, RolloutBatch
     from visd_jax.training.config import COACH_MODES, VISD_MODES, validate
     from visd_jax.training.schedules import make_optimizer
-    from visd_jax.training.step import Steps, init_state
+    from flax import nnx
+
+    from visd_jax.training.setup import lora_spec
+    from visd_jax.training.step import Scored, Steps, init_state, split_params
 
     # every field checked but the data's, which a compile never reads
     check = cfg.copy_and_resolve_references()
@@ -237,19 +246,25 @@ def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] 
     mcfg, name = model_config(cfg)
     s = run_shapes(cfg, mcfg, mesh.shape["data"] * mesh.shape["fsdp"])
     m = cfg.model
+    lora = lora_spec(cfg)
     graphdef, params = abstract_params(mcfg, mesh, param_dtype=getattr(jnp, m.param_dtype),
-                                       dtype=getattr(jnp, m.dtype), remat=m.remat, scan_layers=m.scan_layers)
+                                       dtype=getattr(jnp, m.dtype), remat=m.remat, scan_layers=m.scan_layers,
+                                       lora=lora)
     opt, _ = make_optimizer(lr=cfg.rl.lr, total_steps=max(2, cfg.rl.steps), weight_decay=cfg.rl.weight_decay,
                             grad_clip=cfg.rl.grad_clip, mu_dtype=m.mu_dtype or None)
     replicated = NamedSharding(mesh, PartitionSpec())
     uses_teacher = cfg.mode in VISD_MODES
+    uses_ref = cfg.rl.ref_kl_beta > 0 and lora is None  # under LoRA the base is the reference
+    trainable = None if lora is None else nnx.LoRAParam
     shapes = jax.eval_shape(lambda p: init_state(p, opt, teacher=uses_teacher,
-                                                 teacher_dtype=cfg.visd.teacher_dtype or None), params)
+                                                 teacher_dtype=cfg.visd.teacher_dtype or None,
+                                                 ref=uses_ref, ref_dtype=m.dtype, trainable=trainable), params)
     psh = jax.tree.map(lambda x: x.sharding, params)
     # moments live where their parameters do; counts and scalars are replicated
-    opt_sh = optax.tree_map_params(opt, lambda _, sh: sh, shapes["opt"], psh,
+    opt_sh = optax.tree_map_params(opt, lambda _, sh: sh, shapes["opt"], split_params(psh, trainable)[0],
                                    transform_non_params=lambda _: replicated)
-    shard = dict(params=psh, opt=opt_sh, teacher=psh if uses_teacher else None, step=replicated)
+    shard = dict(params=psh, opt=opt_sh, teacher=psh if uses_teacher else None, ref=psh if uses_ref else None,
+                 step=replicated)
     state = {k: None if shapes[k] is None else jax.tree.map(
         lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes[k], shard[k])
         for k in shapes}
@@ -278,7 +293,7 @@ def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] 
     f32 = lambda shape, names: arr(shape, jnp.float32, names)  # noqa: E731
     scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype, sharding=replicated)  # noqa: E731
     use_sd = cfg.mode in COACH_MODES and s["sd_rows"] > 0
-    sd = batch(s["sd_rows"] * r.minibatches, s["prompt"], s["completion"], s["slots"]) if use_sd else None
+    sd = batch(s["sd_total"], s["prompt"], s["completion"], s["slots"]) if use_sd else None
     teacher = state["teacher"]
     prompts = batch(s["prompts"], s["prompt"], 0, s["slots"])
     key = jax.eval_shape(lambda: jax.random.key(0))
@@ -290,14 +305,16 @@ def fit_report(cfg, topology: str | None = None, programs_only: tuple[str, ...] 
                              jax.ShapeDtypeStruct((), key.dtype, sharding=replicated), None, prompts.media,
                              prompts.positions, prompts.src),
          f"{s['prompts']} prompts x {r.num_generations}, {s['prompt']}+{r.max_new_tokens} tokens"),
-        ("score", steps.score(), (state["params"], teacher, full, full if uses_teacher else None,
+        ("score", steps.score(), (state["params"], teacher, state["ref"], full, full if uses_teacher else None,
                                   f32((s["prompts"], r.num_generations), ("batch", None)), rows_idx),
-         f"{mb} rows" + (" + teacher" if uses_teacher else "")),
+         f"{mb} rows" + (" + teacher" if uses_teacher else "") + (" + reference" if uses_ref else "")),
         ("rl_update", steps.rl_update(use_signal=uses_teacher, use_sd=use_sd),
-         (state, full, f32((mb, T), ("batch", "seq")), f32((mb,), ("batch",)),
-          f32((mb, T), ("batch", "seq")) if uses_teacher else None, scalar(jnp.float32), rows_idx, sd,
-          arr((s["sd_rows"],), jnp.int32, (None,)) if use_sd else None, scalar(jnp.bool_)),
-         f"{mb} rows" + (f" + {s['sd_rows']} SD rows" if use_sd else "")),
+         (state, full, Scored(f32((mb, T), ("batch", "seq")), f32((mb, T), ("batch", "seq")) if uses_teacher else None,
+                              f32((mb,), ("batch",)), f32((mb, T), ("batch", "seq")) if uses_ref else None),
+          scalar(jnp.float32), rows_idx, sd,
+          arr((s["sd_rows"],), jnp.int32, (None,)) if use_sd else None,
+          arr((s["sd_rows"],), jnp.float32, (None,)) if use_sd else None, scalar(jnp.bool_)),
+         f"{mb} rows" + (f" + {s['sd_rows']} SD rows" if use_sd else "") + (" + ref KL" if uses_ref else "")),
         ("sft_update", steps.sft_update(opt), (state, sft),
          f"{s['sft_rows']} rows, {s['prompt']}+{s['sft_completion']} tokens"),
     ]

@@ -17,7 +17,7 @@ from visd_jax.models import Qwen25VL, Qwen25VLConfig
 from visd_jax.training.schedules import make_optimizer
 from visd_jax.models.canvas import token_layout
 from visd_jax.training.batch import RolloutBatch
-from visd_jax.training.step import Steps
+from visd_jax.training.step import Scored, Steps
 
 B, L, T = 4, 16, 8
 
@@ -65,23 +65,24 @@ def run_one_step():
     graphdef, params = nnx.split(model)
     opt, _ = make_optimizer(lr=1e-3, total_steps=10, weight_decay=0.01, grad_clip=5.0)
     state = {"params": params, "opt": opt.init(params), "teacher": jax.tree.map(jnp.copy, params),
-             "step": jnp.zeros((), jnp.int32)}
+             "ref": None, "step": jnp.zeros((), jnp.int32)}
     shardings = jax.tree.map(lambda x: x.sharding, state)
     steps = Steps(graphdef, opt, shardings, temperature=1.0, clip_low=3e-4, clip_high=4e-4,
                   signal_clip=0.2, alpha=0.1, ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0)
     rng = np.random.default_rng(0)
     seq, sd = _batch(rng, B), _batch(rng, 2)
-    logp, _, _ = steps.score()(state["params"], None, seq, None, np.zeros((1, B), np.float32),
-                               np.arange(B, dtype=np.int32))
+    logp = steps.score()(state["params"], None, None, seq, None, np.zeros((1, B), np.float32),
+                         np.arange(B, dtype=np.int32)).old_logp
     # an older policy: ratios on both sides of the clip band
     old_logp = np.asarray(logp) + rng.normal(0.0, 0.01, (B, T)).astype(np.float32)
     adv = np.array([1.0, 1.0, -0.5, -0.5], np.float32)
     signal = rng.normal(0.0, 0.3, (B, T)).astype(np.float32) * seq.tmask
     fn = steps.rl_update(use_signal=True, use_sd=True)
-    # all rows in one minibatch; sd row 1 is padding (index -1: in no loss)
-    state, m = fn(state, seq, jnp.asarray(old_logp), jnp.asarray(adv), jnp.asarray(signal),
-                  jnp.float32(0.5), np.arange(B, dtype=np.int32), sd, np.array([0, -1], np.int32),
-                  np.bool_(False))
+    # all rows in one minibatch; sd row 1 is padding (index -1: in no loss); the kept row's
+    # weight 1 makes the weighted NLL the plain one the values were recorded with
+    scored = Scored(jnp.asarray(old_logp), jnp.asarray(signal), jnp.asarray(adv), None)
+    state, m = fn(state, seq, scored, jnp.float32(0.5), np.arange(B, dtype=np.int32), sd,
+                  np.array([0, -1], np.int32), np.array([1.0, 0.0], np.float32), np.bool_(False))
     state = steps.ema()(state)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     checksum = {part: float(sum(jnp.sum(jnp.abs(x.astype(jnp.float32))) for x in jax.tree.leaves(state[part])))

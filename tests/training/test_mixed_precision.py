@@ -82,15 +82,16 @@ def test_the_on_policy_minibatch_has_ratio_one_and_no_clipping_in_bf16():
     steps, _, state = _steps(jnp.float32, jnp.bfloat16, jnp.bfloat16, lr=1e-3)
     b, rows = _batch(), np.arange(2, dtype=np.int32)
     rewards = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
-    old_logp, _, adv = steps.score()(state["params"], None, b, None, rewards, rows)
+    scored = steps.score()(state["params"], None, None, b, None, rewards, rows)
     fn = steps.rl_update(use_signal=False, use_sd=False)
-    state, m = fn(state, b, old_logp, adv, None, np.float32(0), rows, None, None, np.bool_(True))
+    state, m = fn(state, b, scored, np.float32(0), rows, None, None, None, np.bool_(True))
     m = jax.device_get(m)
     assert m["gspo/ratio_min"] == m["gspo/ratio_max"] == 1.0
     assert m["gspo/clip_frac_low"] == m["gspo/clip_frac_high"] == 0.0
     assert m["skipped"] == 0
     # the next minibatch, after that update, is off-policy: its ratio moves and may clip
     rows2 = np.arange(2, 4, dtype=np.int32)
-    old2, _, adv2 = steps.score()(jax.tree.map(jnp.copy, state["params"]), None, b, None, rewards, rows2)
-    state, m2 = fn(state, b, old2 + 0.01, adv2, None, np.float32(0), rows2, None, None, np.bool_(False))
+    sc2 = steps.score()(jax.tree.map(jnp.copy, state["params"]), None, None, b, None, rewards, rows2)
+    state, m2 = fn(state, b, sc2._replace(old_logp=sc2.old_logp + 0.01), np.float32(0), rows2, None, None, None,
+                   np.bool_(False))
     assert jax.device_get(m2)["gspo/ratio_max"] != 1.0

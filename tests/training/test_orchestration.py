@@ -79,6 +79,7 @@ def test_coach_routes_hard_prompts_to_the_kind_that_helps(world):
                 max_frames=4, threshold=2.0, top_n=1, rule="total")
     assert res.stats["coach/hard_frac"] == 1.0 and res.stats["coach/kind_darken"] == 1.0
     assert res.stats["coach/sd_rows"] == 2 and res.selected.tolist() == [1, 1]
+    assert res.prompt.tolist() == [0, 1]  # each row names the prompt it was distilled for
     sd = res.batch
     assert sd.media.slots == raw.batch(w["ctx"]).media.slots  # one shape however many were coached
     for r in range(2):  # each kept row: the darkened prompt (its hint) and its gold completion
@@ -107,13 +108,31 @@ def test_teacher_rows_add_the_privileged_block_and_keep_the_completion(world):
     assert text.index("<|im_end|>\n<|im_start|>assistant") > text.index(w["batch"]["meta"][0]["question"])
 
 
-def test_minibatch_plan_learns_every_kept_row_once():
-    plan = minibatch_rows(20, 2, np.array([1, 1, 1, 0, 1]))
-    assert [r.tolist() for r, _ in plan] == [list(range(10)), list(range(10, 20))]
-    assert [s.tolist() for _, s in plan] == [[0, 1, 2], [-1, 4, -1]]
-    assert all(s is None for _, s in minibatch_rows(8, 4))
+def test_minibatch_plan_puts_each_prompts_sd_rows_with_its_rollouts():
+    # 5 prompts x G=4 = 20 rows in 2 minibatches of 10: prompts 0, 1, 2 start in minibatch 0
+    # (prompt 2 straddles), 3 and 4 in minibatch 1; at most 3 start in one, top-2: 6 SD slots
+    sd_prompt = np.array([0, 0, 2, 4, -1, -1, 1, -1, -1, -1])
+    plan = minibatch_rows(20, 2, sd_prompt, group=4, per_prompt=2)
+    assert [m.rows.tolist() for m in plan] == [list(range(10)), list(range(10, 20))]
+    assert [m.sd_rows.tolist() for m in plan] == [[0, 1, 2, 6, -1, -1], [3, -1, -1, -1, -1, -1]]
+    # release weighting: 1 / (|S_p| * prompts in the minibatch), 10 rows / G = 2.5 prompts
+    np.testing.assert_allclose(plan[0].sd_weight, [1 / 5, 1 / 5, 2 / 5, 2 / 5, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(plan[1].sd_weight, [2 / 5, 0, 0, 0, 0, 0], rtol=1e-6)
+    # the paper's: the mean over the minibatch's S rows
+    plan = minibatch_rows(20, 2, sd_prompt, group=4, per_prompt=2, weighting="row")
+    np.testing.assert_allclose(plan[0].sd_weight, [1 / 4] * 4 + [0, 0], rtol=1e-6)
+    np.testing.assert_allclose(plan[1].sd_weight, [1, 0, 0, 0, 0, 0], rtol=1e-6)
+    # one prompt, 4 minibatches (fewer prompts than minibatches): its rows still go somewhere
+    plan = minibatch_rows(8, 4, np.array([0, 0]), group=8, per_prompt=2)
+    assert [m.sd_rows.tolist() for m in plan] == [[0, 1], [-1, -1], [-1, -1], [-1, -1]]
+    np.testing.assert_allclose(plan[0].sd_weight, [2, 2])  # 2 rows / G=8: a quarter prompt
     # on 4 batch shards, the SD parts are padded to 4 rows: no chip holds every SD row
-    plan = minibatch_rows(20, 2, np.array([1, 1, 1, 0, 1]), multiple=4)
-    assert [s.tolist() for _, s in plan] == [[0, 1, 2, -1], [4, -1, -1, -1]]
+    plan = minibatch_rows(20, 2, sd_prompt, group=4, per_prompt=2, multiple=4)
+    assert [len(m.sd_rows) for m in plan] == [8, 8]
+    assert all(m.sd_rows is None for m in minibatch_rows(8, 4))
     with pytest.raises(ValueError, match="equal minibatches"):
         minibatch_rows(10, 4)
+    with pytest.raises(ValueError, match="more than per_prompt"):
+        minibatch_rows(20, 2, np.array([1, 1, 1]), group=4, per_prompt=2)
+    with pytest.raises(ValueError, match="the step has 5"):
+        minibatch_rows(20, 2, np.array([5]), group=4, per_prompt=2)

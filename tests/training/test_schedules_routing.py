@@ -52,15 +52,24 @@ def test_hard_mask_threshold():
 
 
 def test_candidate_rules_and_top_n():
-    kw = dict(raw_total_G=np.array([1.0, 1.0, 1.0, 1.0]), raw_answer_G=np.array([0.0, 0.5, 0.0, 0.5]))
-    p_tot, p_ans = np.array([2.0, 0.5, 3.0, 2.0]), np.array([0.2, 0.9, 0.8, 0.8])
-    # answer rule: beat mean raw answer 0.25 -> {1, 2, 3}; top-2 by answer, tie 2/3 broken by index
-    got = select_for_distillation(prompted_total_G=p_tot, prompted_answer_G=p_ans, rule="answer", **kw)
+    raw = {"ans_acc": np.array([0.0, 1.0, 0.0, 0.0]), "ans_tiou": np.zeros(4), "ans_viou": np.zeros(4),
+           "total": np.array([1.0, 1.0, 1.0, 1.0])}  # mean ans_acc 0.25, answer sum 0.25, total 1.0
+    p = {"ans_acc": np.array([0.0, 1.0, 1.0, 0.0]), "ans_tiou": np.array([0.9, 0.0, 0.3, 0.5]),
+         "ans_viou": np.zeros(4), "total": np.array([2.0, 0.5, 3.0, 2.0])}  # answer sums .9 1 1.3 .5
+    # ans_acc (release): ans_acc beats 0.25 -> {1, 2}; ranked by ans_acc, tie broken by index
+    got = select_for_distillation(raw_G=raw, prompted_G=p, top_n=1, rule="ans_acc")
+    np.testing.assert_array_equal(got, [False, True, False, False])
+    got = select_for_distillation(raw_G=raw, prompted_G=p, top_n=2, rule="ans_acc")
     np.testing.assert_array_equal(got, [False, True, True, False])
-    # total rule: beat mean raw total 1.0 -> {0, 2, 3}; top-2 by answer -> 2, 3
-    got = select_for_distillation(prompted_total_G=p_tot, prompted_answer_G=p_ans, rule="total", **kw)
-    np.testing.assert_array_equal(got, [False, False, True, True])
-    none = select_for_distillation(prompted_total_G=np.zeros(4), prompted_answer_G=np.zeros(4), **kw)
-    assert not none.any()
+    # answer_sum: every sum beats 0.25 -> top-2 by sum: 2 (1.3), 1 (1.0)
+    got = select_for_distillation(raw_G=raw, prompted_G=p, top_n=2, rule="answer_sum")
+    np.testing.assert_array_equal(got, [False, True, True, False])
+    # total: beats 1.0 -> {0, 2, 3}; top-2 by answer sum -> 2 (1.3), 0 (0.9)
+    got = select_for_distillation(raw_G=raw, prompted_G=p, top_n=2, rule="total")
+    np.testing.assert_array_equal(got, [True, False, True, False])
+    # a temporal-QA-like win (tIoU up, ans_acc not): distilled under answer_sum, not the release's rule
+    tq = {**p, "ans_acc": np.zeros(4)}
+    assert not select_for_distillation(raw_G=raw, prompted_G=tq, rule="ans_acc").any()
+    assert select_for_distillation(raw_G=raw, prompted_G=tq, rule="answer_sum").sum() == 2
     with pytest.raises(ValueError, match="candidate rule"):
-        select_for_distillation(prompted_total_G=p_tot, prompted_answer_G=p_ans, rule="best", **kw)
+        select_for_distillation(raw_G=raw, prompted_G=p, rule="answer")

@@ -3,6 +3,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from visd_jax.training import inputs
 from visd_jax.training.trainer import Trainer
@@ -15,9 +16,13 @@ pytestmark = pytest.mark.slow
 def test_every_mode_runs_a_few_steps(make_config, mode):
     # No warmup (it gives the first update lr 0) and an lr that moves the weights visibly
     # even when every advantage is 0: a 1-step-SFT policy rarely earns a reward, and whether
-    # one group's rewards differ depends on the machine's float rounding.
-    cfg = make_config(mode=mode, **{"rl.warmup_steps": 0, "rl.lr": 1e-2})
-    rows = Trainer(cfg).run()
+    # one group's rewards differ depends on the machine's float rounding. GSPO runs with LoRA
+    # and the release's reference KL (its reference: the frozen base, no copy).
+    lora = {"model.lora.rank": 2, "rl.ref_kl_beta": 0.04} if mode == "gspo" else {}
+    cfg = make_config(mode=mode, **{"rl.warmup_steps": 0, "rl.lr": 1e-2, **lora})
+    run = Trainer(cfg)
+    base0 = jax.device_get(nnx.split_state(run.state["params"], nnx.LoRAParam, ...)[1]) if lora else None
+    rows = run.run()
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[0]["phase"] == "sft" and math.isfinite(rows[0]["sft/loss"])
     rl = rows[1:]
@@ -35,6 +40,24 @@ def test_every_mode_runs_a_few_steps(make_config, mode):
         assert any(k.startswith("judge/") for k in rl[0])
     # second minibatch is off-policy: the ratio has moved away from 1
     assert rl[-1]["train/gspo/ratio_max"] != 1.0 or rl[-1]["train/gspo/ratio_min"] != 1.0
+    if lora:
+        _check_lora_run(cfg, run, base0, rl)
+
+
+def _check_lora_run(cfg, run, base0, rl):
+    """Only adapters moved and were saved; a restart rebuilds the base and restores them."""
+    assert run.state["ref"] is None and math.isfinite(rl[-1]["train/ref_kl/kl"]) and rl[-1]["train/ref_kl/kl"] >= 0
+    lora, base = nnx.split_state(jax.device_get(run.state["params"]), nnx.LoRAParam, ...)
+    for a, b in zip(jax.tree.leaves(base0), jax.tree.leaves(base)):
+        np.testing.assert_array_equal(a, b)
+    saved = run.ckpt.saved_shapes(3)
+    assert any("['lora']" in n for n in saved)
+    assert not [n for n in saved if n.startswith("['params']") and "['lora']" not in n]
+    again = Trainer(cfg)
+    assert again.start == 3
+    for a, b in zip(jax.tree.leaves(jax.device_get(run.state["params"])),
+                    jax.tree.leaves(jax.device_get(again.state["params"]))):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sft_only_mode(make_config):
@@ -173,3 +196,18 @@ def test_visual_qa_images_train_next_to_videos(make_config):
     rows = tr.run()
     assert all(math.isfinite(r.get("sft/loss", r.get("train/loss"))) for r in rows)
     assert all(r.get("train/skipped", r.get("sft/skipped")) == 0 for r in rows)
+
+
+def test_reference_kl_keeps_a_frozen_copy_and_the_teacher_stops_with_its_schedule(make_config):
+    """rl.ref_kl_beta > 0 without LoRA: a reference copy of the policy RL starts from, never
+    updated; visd.lambda_steps = 0: the teacher never teaches, so no EMA moves it."""
+    cfg = make_config(mode="visd", sft_steps=0, rl_steps=1, **{"rl.ref_kl_beta": 0.04, "rl.lr": 1e-2,
+                                                               "rl.warmup_steps": 0, "visd.lambda_steps": 0})
+    run = Trainer(cfg)
+    rows = run.run()
+    assert "train/ref_kl/kl" in rows[-1] and "train/visd/weight_mean" not in rows[-1]
+    p, ref, t = (jax.device_get(run.state[k]) for k in ("params", "ref", "teacher"))
+    # the reference and the teacher both hold the policy RL started from
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(t)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(p)))

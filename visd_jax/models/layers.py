@@ -37,12 +37,17 @@ class Dense(nnx.Module):
                  bias_name: str | None = None, param_dtype, rngs: nnx.Rngs):
         self.kernel = param(rngs, (din, dout), param_dtype, names)
         self.bias = param(rngs, (dout,), param_dtype, (bias_name or names[1],), init="zeros") if bias else None
+        self.lora, self.lora_scale = nnx.data(None), 0.0  # an nnx.LoRA adapter (models/lora.py), off by default
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.kernel[...].astype(x.dtype)
         y = jnp.einsum("...i,io->...o", x, kernel)
         if self.bias is not None:
             y = y + self.bias[...].astype(x.dtype)
+        if self.lora is not None:
+            a = self.lora.lora_a[...].astype(x.dtype)
+            b = self.lora.lora_b[...].astype(x.dtype)
+            y = y + (self.lora_scale * ((x @ a) @ b)).astype(y.dtype)
         return y
 
 

@@ -216,12 +216,18 @@ class Qwen25VL(nnx.Module):
 
 
 def abstract_params(config: Qwen25VLConfig, mesh: Mesh, *, param_dtype=jnp.float32, dtype=None,
-                    remat: bool = False, scan_layers: bool = False):
+                    remat: bool = False, scan_layers: bool = False, lora=None):
     """(graphdef, params): the model's parameters as `jax.ShapeDtypeStruct`s carrying their
-    mesh shardings, and not one byte of weights (tpu/compile.py lowers programs on them)."""
+    mesh shardings, and not one byte of weights (tpu/compile.py lowers programs on them);
+    `lora` (a `models.lora.LoraSpec`) adds its adapters."""
     def make():
-        return Qwen25VL(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, remat=remat,
-                        scan_layers=scan_layers)
+        model = Qwen25VL(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype, remat=remat,
+                         scan_layers=scan_layers)
+        if lora is not None:
+            from visd_jax.models.lora import add_lora
+
+            add_lora(model, lora)
+        return model
 
     with nnx.use_eager_sharding(False):
         graphdef, state = nnx.split(nnx.eval_shape(make))

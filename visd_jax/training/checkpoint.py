@@ -118,6 +118,10 @@ class Checkpointer:
         self._mngr.close()
 
 
+# parts of the train state that copy the policy's arrays (same names after the first key)
+MIRRORS = ("['teacher']", "['ref']")
+
+
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a live pytree: the restore target for it."""
     return jax.tree.map(
@@ -127,11 +131,12 @@ def abstract_like(tree: Any) -> Any:
 
 def _fit(ckpt: Checkpointer, step: int, live: dict):
     """(abstract target, names missing from the checkpoint, extra names) for restoring `step`
-    into the flat live state; CheckpointMismatch unless only the EMA teacher differs."""
+    into the flat live state; CheckpointMismatch unless only the policy's copies (the EMA
+    teacher, the frozen reference) differ."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), live)
     saved = ckpt.saved_shapes(step)
     missing, extra = sorted(set(abstract) - set(saved)), sorted(set(saved) - set(abstract))
-    teacher = lambda names: all(n.startswith("['teacher']") for n in names)  # noqa: E731
+    teacher = lambda names: all(n.startswith(MIRRORS) for n in names)  # noqa: E731
     wrong = [f"{n} {saved[n]} (this run: {abstract[n].shape})" for n in sorted(set(saved) & set(abstract))
              if tuple(saved[n]) != tuple(abstract[n].shape)]
     if wrong or not teacher(missing) or not teacher(extra):
@@ -150,10 +155,11 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
     truncated array file or metadata; the retry lets a passing storage error by) is logged
     with what was wrong and skipped; the caller sets the damaged ones aside once it has
     accepted the restore. Every process must restore the same step: on several processes
-    a disagreement is an error, never a silently mixed state. Only the EMA teacher may
-    differ from the live state: a run switching into a VISD mode starts its teacher from
-    the restored policy (SPEC 6); one switching out ignores the saved teacher."""
-    policy = lambda n: n.replace("['teacher']", "['params']", 1)  # noqa: E731  the array it mirrors
+    a disagreement is an error, never a silently mixed state. Only the policy's copies (EMA
+    teacher, frozen reference) may differ from the live state: a run switching into a VISD
+    mode starts its teacher from the restored policy (SPEC 6); one switching out ignores
+    the saved teacher; likewise for the reference KL's reference."""
+    policy = lambda n: "['params']" + n[n.index("]") + 1:]  # noqa: E731  the array it mirrors
     damaged, damaged_steps = [], []
     for step in sorted((s for s in ckpt.all_steps() if below is None or s < below), reverse=True):
         try:
@@ -176,7 +182,7 @@ def restore_newest(ckpt: Checkpointer, live: dict, *, below: int | None = None):
             continue
         for n in extra:
             del flat[n]
-        # a missing teacher holds the policy's arrays until the caller copies the policy
+        # a missing copy holds the policy's arrays until the caller copies the policy
         flat.update({n: flat[policy(n)] for n in missing})
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils

@@ -25,7 +25,9 @@ def _unknown_fields(experiment_file: str, argv) -> list[str]:
     return unknown_overrides(module.get_config(variant), argv)
 
 
-def main(experiment_file: str, argv=None) -> None:
+def main(experiment_file: str, argv=None, job=None, check=None) -> None:
+    """`job(cfg)` runs the experiment (default: the trainer); `check(cfg)` validates what
+    `validate` does not know (an experiment's own config section), raising ValueError."""
     from absl import app
     from ml_collections import config_flags
 
@@ -44,6 +46,8 @@ def main(experiment_file: str, argv=None) -> None:
         try:  # before JAX or the trainer is imported: a bad value costs a second, not fifteen
             validate(cfg)
             check_paths(cfg)
+            if check is not None:
+                check(cfg)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -55,7 +59,7 @@ def main(experiment_file: str, argv=None) -> None:
         from visd_jax.training.trainer import Trainer
 
         try:
-            _train(Trainer, cfg)
+            job(cfg) if job is not None else _train(Trainer, cfg)
         except (NoUsableRecords, FileNotFoundError) as e:  # the data or the checkpoint, not a bug
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)

@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class CoachResult:
     batch: RolloutBatch | None  # [S, L' + T] prompted rollouts kept for the NLL, S static
-    selected: np.ndarray  # [S] 1 for rows in S, 0 for padding rows
+    prompt: np.ndarray  # [S] the rollout batch's prompt each row was distilled for; -1 pads
     stats: dict
+
+    @property
+    def selected(self) -> np.ndarray:
+        """[S] 1 for rows in S, 0 for padding rows."""
+        return (self.prompt >= 0).astype(np.int32)
 
 
 def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, buckets, max_frames: int,
@@ -57,14 +62,19 @@ def prompted_batch(source, metas, kind: str, example_cfg, *, batch_size: int, bu
 
 def coach(raw: Rollouts, batch: dict, *, do_rollout, ctx: RunContext, source, selector, example_cfg, buckets,
           max_frames: int, threshold: float, top_n: int, rule: str) -> CoachResult:
-    """`do_rollout(prompted_batch) -> Rollouts` samples G completions of every row."""
+    """`do_rollout(prompted_batch) -> Rollouts` samples G completions of every row.
+
+    S holds at most `top_n` rows per prompt (static size N * top_n); each row names its
+    prompt, so the update plan (`routing.minibatch_rows`) learns it in the minibatch that
+    holds that prompt's rollouts, with the release's per-prompt weight."""
     n = len(raw.rows)
     g = raw.tokens.shape[0] // n
     hard = hard_mask(raw.scores["total"], threshold=threshold)
     stats = {"coach/hard_frac": float(hard.mean())}
     size = n * top_n
+    none = np.full((size,), -1, np.int32)
     if not hard.any() or top_n == 0:
-        return CoachResult(None, np.zeros((size,), np.int32), {**stats, "coach/sd_rows": 0.0})
+        return CoachResult(None, none, {**stats, "coach/sd_rows": 0.0})
     hard_idx = np.flatnonzero(hard)
     metas = [batch["meta"][raw.rows[i]] for i in hard_idx]
     cands = selector.candidates(metas)
@@ -85,37 +95,37 @@ def coach(raw: Rollouts, batch: dict, *, do_rollout, ctx: RunContext, source, se
             continue
         best = max(c, key=lambda k: (results[k][1].scores["total"][i].mean(), -PROMPT_KINDS.index(k)))
         chosen.append(best)
-        stats[f"coach/kind_{best}"] = stats.get(f"coach/kind_{best}", 0.0) + 1.0 / len(cands)
+        # what was applied: a box prompt on a record without boxes is rebuilt raw
+        applied = results[best][0]["meta"][i]["prompt"]
+        stats[f"coach/kind_{applied}"] = stats.get(f"coach/kind_{applied}", 0.0) + 1.0 / len(cands)
 
-    picked = []  # (kind, prompted row i, sample g)
+    picked = []  # (kind, prompted row i, sample g, raw prompt h)
     prompted_means = []
     for i, (h, kind) in enumerate(zip(hard_idx, chosen)):
         if kind is None:
             continue
         ro = results[kind][1]
         prompted_means.append(float(ro.scores["total"][i].mean()))
-        keep = select_for_distillation(
-            raw_total_G=raw.scores["total"][h], raw_answer_G=raw.answer[h],
-            prompted_total_G=ro.scores["total"][i], prompted_answer_G=ro.answer[i],
-            top_n=top_n, rule=rule)
-        picked += [(kind, i, int(j)) for j in np.flatnonzero(keep)]
+        keep = select_for_distillation(raw_G={k: v[h] for k, v in raw.scores.items()},
+                                       prompted_G={k: v[i] for k, v in ro.scores.items()}, top_n=top_n, rule=rule)
+        picked += [(kind, i, int(j), int(h)) for j in np.flatnonzero(keep)]
     stats["coach/prompted_reward"] = float(np.mean(prompted_means)) if prompted_means else 0.0
     stats["coach/raw_reward_hard"] = float(raw.scores["total"][hard_idx].mean())
     stats["coach/sd_rows"] = float(len(picked))
     if not picked:
-        return CoachResult(None, np.zeros((size,), np.int32), stats)
+        return CoachResult(None, none, stats)
 
-    selected = np.zeros((size,), np.int32)
-    selected[: len(picked)] = 1
-    picked += [picked[0]] * (size - len(picked))  # static S; padding rows are not selected
-    groups = sorted({(kind, i) for kind, i, _ in picked})  # each prompted example's media once
-    ids = [inputs.prompt_ids_of(results[kind][0], [i])[0] for kind, i, _ in picked]
-    toks = np.stack([results[kind][1].tokens[i * g + j] for kind, i, j in picked]).astype(np.int32)
-    tmask = np.stack([results[kind][1].mask[i * g + j] for kind, i, j in picked]).astype(np.int32)
+    prompt = none.copy()
+    prompt[: len(picked)] = [h for *_, h in picked]
+    picked += [picked[0]] * (size - len(picked))  # static S; padding rows are in no prompt
+    groups = sorted({(kind, i) for kind, i, _, _ in picked})  # each prompted example's media once
+    ids = [inputs.prompt_ids_of(results[kind][0], [i])[0] for kind, i, _, _ in picked]
+    toks = np.stack([results[kind][1].tokens[i * g + j] for kind, i, j, _ in picked]).astype(np.int32)
+    tmask = np.stack([results[kind][1].mask[i * g + j] for kind, i, j, _ in picked]).astype(np.int32)
     media = [inputs.blocks_of_row(results[kind][0], i) for kind, i in groups]
     # at most one kind per hard prompt, each rebuilt with the raw example's frames: the SD
     # media fit in as many slots as the raw batch's, whose count keeps one shape per step
     # (else each count of coached prompts would compile the update anew)
-    sd = build_batch(ctx, ids, toks, tmask, [groups.index((kind, i)) for kind, i, _ in picked], media,
+    sd = build_batch(ctx, ids, toks, tmask, [groups.index((kind, i)) for kind, i, _, _ in picked], media,
                      min_slots=sum(map(len, raw.media)))
-    return CoachResult(sd, selected, stats)
+    return CoachResult(sd, prompt, stats)

@@ -12,6 +12,7 @@ from typing import Any
 import ml_collections
 
 from visd_jax.prompt_kinds import KINDS as SELECTOR_KINDS
+from visd_jax.training.routing import CANDIDATE_RULES, SD_WEIGHTINGS
 
 MODES = ("sft", "gspo", "visioncoach", "visd", "visd_coach")
 COACH_MODES = ("visioncoach", "visd_coach")  # VisionCoach: hard prompts coached, SD rows
@@ -32,8 +33,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = dict(data=-1, fsdp=1, tensor=1, axis_types="auto")
     # param_dtype stores the weights the optimizer updates (float32 master weights with a
     # bfloat16 `dtype` is mixed precision); mu_dtype stores Adam's first moment ("" = param_dtype)
+    # lora: rank 0 trains every weight; rank > 0 trains only adapters on `targets` ("attention",
+    # "mlp" or projection names, comma-separated; `vision` adds the vision tower's), the base frozen
     c.model = dict(preset="tiny", path="", param_dtype="float32", dtype="float32", remat=False,
-                   scan_layers=False, mu_dtype="")
+                   scan_layers=False, mu_dtype="",
+                   lora=dict(rank=0, alpha=16.0, targets="attention,mlp", vision=False))
     c.data = dict(
         source="synthetic",        # synthetic | stgr | tfds
         annotations="", video_root="", tfds_name="", split="train",
@@ -65,11 +69,16 @@ def base_config() -> ml_collections.ConfigDict:
         max_new_tokens=768, temperature=1.0, top_p=0.95, top_k=0,
         lr=1e-6, warmup_steps=0, weight_decay=0.01, grad_clip=5.0,
         clip_low=3e-4, clip_high=4e-4, adv_eps=1e-4,
+        # KL to a frozen reference copy of the policy RL starts from (k3 per token, TRL's);
+        # the VisionCoach release trains with 0.04, VISD and GSPO's paper with none
+        ref_kl_beta=0.0,
     )
+    # candidate_rule: ans_acc (release) | answer_sum | total (training/routing.py);
+    # sd_weighting: prompt (release: alpha / prompts per hard prompt) | row (alpha, mean over S)
     c.coach = dict(hard_threshold=2.21, alpha=0.1, selector="fixed:darken", top_n=2,
-                   candidate_rule="answer")
+                   candidate_rule="ans_acc", sd_weighting="prompt")
     c.visd = dict(ema_decay=0.99, signal_mode="topk", top_k=16, gamma=0.0, clip=0.2,
-                  lambda_start=0.5, lambda_steps=600, kl_beta=0.0,
+                  lambda_start=0.5, lambda_steps=600,
                   # the EMA teacher's storage ("" = model.param_dtype); bfloat16 cannot follow a
                   # student at lr ~1e-6 (its 1% steps round away): see training/step.init_state
                   teacher_dtype="",
@@ -87,7 +96,8 @@ def base_config() -> ml_collections.ConfigDict:
 # Fields whose change makes a resumed run a different run: its data, model, seed, prompt
 # recipe, step sizes and sampling. Total steps, mode, logging, checkpointing are not.
 MEANINGFUL = ("seed", "recipe", "model.", "data.", "sft.lr", "sft.batch_size", "rl.lr", "rl.prompts_per_step",
-              "rl.num_generations", "rl.temperature", "rl.top_p", "rl.top_k", "rl.max_new_tokens")
+              "rl.num_generations", "rl.temperature", "rl.top_p", "rl.top_k", "rl.max_new_tokens",
+              "rl.ref_kl_beta")
 _NOT_MEANINGFUL = ("data.num_workers", "data.cache_dir", "data.canvases", "data.canvas_ratio")
 
 
@@ -141,6 +151,15 @@ def _roots_ok(v) -> bool:
     return True
 
 
+def _lora_targets_ok(v) -> bool:
+    from visd_jax.lora_targets import parse_targets
+
+    try:
+        return isinstance(v, str) and bool(parse_targets(v))
+    except ValueError:
+        return False
+
+
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -175,6 +194,12 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("model.path", lambda v: isinstance(v, str), "a Hugging Face checkpoint directory or ''"),
     ("model.remat", _bool, "true or false"),
     ("model.scan_layers", _bool, "true or false"),
+    ("model.lora.rank", lambda v: _int(v) and v >= 0, "an int >= 0 (0: no LoRA, every weight trains)"),
+    ("model.lora.alpha", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+     "a positive number (the adapter's scale is alpha / rank)"),
+    ("model.lora.targets", _lora_targets_ok, "comma-separated 'attention', 'mlp' or decoder projection names "
+     "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"),
+    ("model.lora.vision", _bool, "true or false"),
     ("data.annotations", lambda v: isinstance(v, str), "a path or ''"),
     ("data.video_root", lambda v: isinstance(v, str), "a path or ''"),
     ("data.tfds_name", lambda v: isinstance(v, str), "a TFDS name or ''"),
@@ -239,11 +264,15 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("rl.clip_high", _nonneg, "a number >= 0"),
     ("coach.alpha", _nonneg, "a number >= 0"),
     ("coach.top_n", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
-    ("coach.candidate_rule", lambda v: v in ("answer", "total"), "answer (release) or total (paper)"),
+    ("coach.candidate_rule", lambda v: v in CANDIDATE_RULES, f"one of {CANDIDATE_RULES} (ans_acc: the release)"),
+    ("coach.sd_weighting", lambda v: v in SD_WEIGHTINGS, f"one of {SD_WEIGHTINGS} (prompt: the release)"),
+    ("rl.ref_kl_beta", _nonneg, "a number >= 0 (0: no reference model is kept)"),
     # the one list of kinds (raw included: fixed:raw re-rolls hard prompts as they are)
-    ("coach.selector", lambda v: v == "oracle" or (isinstance(v, str) and v.startswith("fixed:")
-                                                    and v[6:] in SELECTOR_KINDS),
-     f"'oracle' or 'fixed:KIND' with KIND in {SELECTOR_KINDS}"),
+    ("coach.selector", lambda v: v == "oracle" or (isinstance(v, str) and (
+        (v.startswith("fixed:") and v[6:] in SELECTOR_KINDS) or (v.startswith(("cached:", "learned:"))
+                                                                 and len(v.split(":", 1)[1]) > 0))),
+     f"'oracle', 'fixed:KIND' with KIND in {SELECTOR_KINDS}, 'cached:FILE' (prediction cache) or "
+     f"'learned:DIR' (a python -m experiments.vp_selector run)"),
     ("visd.ema_decay", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
     ("visd.signal_mode", lambda v: v in ("topk", "sampled"), "topk or sampled"),
     ("visd.top_k", _positive_int, "a positive int"),
@@ -251,7 +280,6 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("visd.clip", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
     ("visd.lambda_start", lambda v: isinstance(v, (int, float)) and 0 <= v <= 1, "in [0, 1]"),
     ("visd.lambda_steps", lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
-    ("visd.kl_beta", _nonneg, "a number >= 0"),
     ("visd.judge", lambda v: v in ("annotation", "model"), "annotation or model"),
     ("visd.judge_max_new_tokens", _positive_int, "a positive int"),
     ("visd.judge_max_prompt_tokens", lambda v: _positive_int(v) and v >= 64, "an int >= 64"),
@@ -325,6 +353,17 @@ def check_paths(cfg) -> None:
         if path and "://" not in path:
             _check(os.path.isfile(os.path.join(path, "config.json")), field, path,
                    "a Hugging Face checkpoint directory (no config.json there)")
+    sel = str(cfg.coach.selector)
+    if sel.startswith("cached:"):  # read now: an unknown kind in the cache is a start-up error
+        from visd_jax.vp_selector.labels import read_predictions
+
+        try:
+            read_predictions(sel[len("cached:"):])
+        except ValueError as e:
+            _check(False, "coach.selector", sel, str(e))
+    if sel.startswith("learned:"):
+        _check(os.path.isfile(os.path.join(sel[len("learned:"):], "selector_config.json")), "coach.selector", sel,
+               "a VP-Selector run directory (python -m experiments.vp_selector; no selector_config.json there)")
 
 
 def _writable_dir(path: str) -> bool:

@@ -2,14 +2,15 @@
 
 A selector proposes candidate prompt kinds per example; the trainer rolls out every
 candidate and keeps, per example, the kind whose prompted rollouts score best. `fixed:KIND`
-proposes one kind (no choice to make); `oracle` proposes all four and so picks the best by
-reward, which is the paper's oracle. The learned classifier plugs in as another selector.
+proposes one kind (no choice to make); `oracle` proposes all five (raw with its hint
+included) and so picks the best by reward, which is the paper's oracle; `cached:FILE` and
+`learned:DIR` give the learned VP-Selector's choice (visd_jax/vp_selector), one per example.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from visd_jax.prompt_kinds import KINDS as PROMPT_KINDS, VISUAL_PROMPTS
+from visd_jax.prompt_kinds import KINDS as PROMPT_KINDS
 
 
 class FixedSelector:
@@ -27,19 +28,57 @@ class FixedSelector:
 
 class OracleSelector:
     def candidates(self, metas: Sequence[Mapping]) -> list[tuple[str, ...]]:
-        return [VISUAL_PROMPTS for _ in metas]
+        return [PROMPT_KINDS for _ in metas]
 
     def __repr__(self):
         return "oracle"
 
 
-def make_selector(spec: str):
-    """'fixed:KIND' or 'oracle'."""
+class CachedSelector:
+    """One kind per example from a prediction cache (the learned selector's, or the
+    release's `{id: 0 | 1}`); an example missing from it gets raw, as the release does."""
+
+    def __init__(self, predictions: Mapping[str, str], source: str):
+        self.predictions, self.source = dict(predictions), source
+        self.misses = 0
+
+    def candidates(self, metas: Sequence[Mapping]) -> list[tuple[str, ...]]:
+        out = []
+        for m in metas:
+            kind = self.predictions.get(str(m["id"]))
+            self.misses += kind is None
+            out.append((kind or "raw",))
+        return out
+
+    def __repr__(self):
+        return self.source
+
+
+def make_selector(spec: str, *, workdir=None, source=None):
+    """'fixed:KIND', 'oracle', 'cached:FILE' (a prediction cache) or 'learned:DIR' (a
+    trained VP-Selector run: its predictions for every example of `source` are computed
+    once into `workdir`/vp_predictions.json and read from there after, frozen)."""
+    from visd_jax.vp_selector.labels import read_predictions
+
     if spec == "oracle":
         return OracleSelector()
     if spec.startswith("fixed:"):
         return FixedSelector(spec[len("fixed:"):])
-    raise ValueError(f"selector must be 'oracle' or 'fixed:KIND', got {spec!r}")
+    if spec.startswith("cached:"):
+        return CachedSelector(read_predictions(spec[len("cached:"):]), spec)
+    if spec.startswith("learned:"):
+        if workdir is None or source is None:
+            raise ValueError("a learned selector needs the run's workdir and data source to cache its predictions")
+        from etils import epath
+
+        cache = epath.Path(workdir) / "vp_predictions.json"
+        if not cache.exists():
+            from visd_jax.vp_selector.model import precompute
+
+            epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+            precompute(spec[len("learned:"):], source, str(cache))
+        return CachedSelector(read_predictions(str(cache)), spec)
+    raise ValueError(f"selector must be 'oracle', 'fixed:KIND', 'cached:FILE' or 'learned:DIR', got {spec!r}")
 
 
 def pick_best(scores: Mapping[str, Sequence[float]]) -> list[str]:

@@ -12,6 +12,7 @@ from etils import epath
 
 from visd_jax.models import Qwen25VL, Qwen25VLConfig
 from visd_jax.models.hf_io import load_hf_checkpoint
+from visd_jax.models.lora import LoraSpec, add_lora
 from visd_jax.pipeline import StgrSource, TfdsSource
 from visd_jax.text import has_tokenizer_files, load_tokenizer
 
@@ -27,10 +28,32 @@ def build_model(cfg, mesh):
                                     f"tokenizer.json): download them with the checkpoint")
         model = load_hf_checkpoint(m.path, mesh=mesh, dtype=param_dtype, compute_dtype=dtype, remat=m.remat,
                                    scan_layers=m.scan_layers)
-        return model, load_tokenizer(m.path), str(m.path)
+        return _adapted(model, cfg, mesh), load_tokenizer(m.path), str(m.path)
     model = Qwen25VL.create(Qwen25VLConfig.preset(m.preset), mesh=mesh, seed=cfg.seed,
                             param_dtype=param_dtype, dtype=dtype, remat=m.remat, scan_layers=m.scan_layers)
-    return model, load_tokenizer(), None
+    return _adapted(model, cfg, mesh), load_tokenizer(), None
+
+
+def lora_spec(cfg) -> LoraSpec | None:
+    """`cfg.model.lora` as a LoraSpec; None when rank is 0 (full fine-tuning)."""
+    lo = cfg.model.lora
+    if not lo.rank:
+        return None
+    return LoraSpec(rank=lo.rank, alpha=float(lo.alpha), targets=LoraSpec.parse_targets(lo.targets), vision=lo.vision)
+
+
+def _adapted(model, cfg, mesh):
+    spec = lora_spec(cfg)
+    return model if spec is None else add_lora(model, spec, seed=cfg.seed + 7, mesh=mesh)
+
+
+def frozen_path(cfg):
+    """Predicate on flat-state names that are not trained (the base weights under LoRA): the
+    checkpoint leaves them out, a restart rebuilds them from model.path or the seed; None
+    when everything trains."""
+    if lora_spec(cfg) is None:
+        return None
+    return lambda name: name.startswith(("['params']", "['teacher']")) and "['lora']" not in name
 
 
 def check_token_ids(config, ids, where) -> None:

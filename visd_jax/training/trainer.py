@@ -41,8 +41,9 @@ from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lam
 from visd_jax.training.routing import minibatch_rows
 from visd_jax.training.selector import PROMPT_KINDS, make_selector
 from visd_jax.text import special_ids
-from visd_jax.training.setup import build_data, build_model, check_token_ids, flat_state, unflat_state
-from visd_jax.training.step import Steps, init_state
+from visd_jax.training.setup import (build_data, build_model, check_token_ids, flat_state, frozen_path,
+                                     unflat_state)
+from visd_jax.training.step import Steps, frozen_copy, init_state
 from visd_jax.training.checkpoint import Checkpointer, restore_newest
 from visd_jax.training.judging import make_judge
 
@@ -121,7 +122,13 @@ class Trainer:
                                         mu_dtype=cfg.model.mu_dtype or None)
         uses_teacher = self.rl_mode in VISD_MODES
         opt = self.sft_opt if self.sft_steps else self.rl_opt
-        self.state = init_state(params, opt, teacher=uses_teacher, teacher_dtype=cfg.visd.teacher_dtype or None)
+        # the reference KL's frozen copy, in the compute dtype: only ever read by a forward
+        # (under LoRA the frozen base is the reference: no copy)
+        lora = bool(cfg.model.lora.rank)
+        self.state = init_state(params, opt, teacher=uses_teacher, teacher_dtype=cfg.visd.teacher_dtype or None,
+                                ref=bool(self.rl_mode) and cfg.rl.ref_kl_beta > 0 and not lora,
+                                ref_dtype=cfg.model.dtype, trainable=nnx.LoRAParam if lora else None)
+        self.frozen = frozen_path(cfg)  # names a checkpoint leaves out (the LoRA base), or None
         # scalars (step, optimizer counts) are born on one device: replicate them on the mesh
         # so every leaf has a mesh sharding and the jitted step's out_shardings are explicit
         replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -139,7 +146,8 @@ class Trainer:
                         ("rl_update", 4 * per * (per + 1)), ("ema", 1),
                         ("sft_update", (vision.count + 1) * len(self.sft_prompt_buckets) * len(SFT_TARGET_BUCKETS))):
             self.programs.bound(name, n)
-        self.selector = make_selector(cfg.coach.selector)
+        self.selector = make_selector(cfg.coach.selector, workdir=self.workdir, source=self.source) \
+            if self.rl_mode in COACH_MODES or cfg.sft.prompted_frac else make_selector("oracle")
         self.judge = make_judge(cfg, policy_model_of=self._model, policy_tokenizer=self.tokenizer, mesh=self.mesh,
                                 pad_id=self.pad_id, stop_ids=self.ids.stop) if self.rl_mode in VISD_MODES else None
         self.key = jax.random.key(cfg.seed)
@@ -161,6 +169,10 @@ class Trainer:
         """teacher <- a copy of the current policy (own buffers: the steps donate the state)."""
         self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
 
+    def _ref_from_policy(self):
+        """reference <- the current policy, frozen, in the compute dtype."""
+        self.state["ref"] = self._placed(frozen_copy(self.state["params"], self.cfg.model.dtype), "ref")
+
     # ------------------------------------------------------------------ checkpoints
     def _maybe_resume(self):
         """Restores the newest intact checkpoint; damaged newer ones are skipped with a warning."""
@@ -168,8 +180,8 @@ class Trainer:
             return
         if self.sft_steps and self.ckpt.latest_step() > self.sft_steps:  # it holds the RL optimizer's state
             # (both optimizers are the same chain, so a fallback into SFT restores into it too)
-            self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")
-        step, flat, meta, missing, damaged = restore_newest(self.ckpt, flat_state(self.state))
+            self.state["opt"] = self._placed(self.steps.init_opt(self.rl_opt, self.state["params"]), "opt")
+        step, flat, meta, missing, damaged = restore_newest(self.ckpt, self._flat())
         if "config" in meta:
             meaningful, other = config_changes(meta["config"], self.cfg)
             if meaningful and not self.cfg.resume.allow_changes:
@@ -179,9 +191,14 @@ class Trainer:
             for line in meaningful + other:
                 log.warning("resuming with a changed config: %s", line)
         self.ckpt.set_aside(damaged)  # only now that the restore is accepted: it writes them again
-        self.state = unflat_state(self.state, flat)
-        if missing:
+        self.state = unflat_state(self.state, {**flat_state(self.state), **flat})  # + the frozen base, as built
+        if any(n.startswith("['teacher']") for n in missing):
             self._teacher_from_policy()
+        if any(n.startswith("['ref']") for n in missing):
+            # the policy RL started from is gone: the closest frozen reference is this one
+            log.warning("the checkpoint at step %d has no reference model (rl.ref_kl_beta was 0): the reference "
+                        "KL is taken to the restored policy from here on", step)
+            self._ref_from_policy()
         for name in ("sft_iter", "rl_iter"):
             it = getattr(self, name)
             if it is not None and meta.get(name) is not None:
@@ -194,7 +211,13 @@ class Trainer:
             return
         meta = {n: getattr(self, n).get_state() for n in ("sft_iter", "rl_iter") if getattr(self, n) is not None}
         meta["config"] = json.loads(self.cfg.to_json())  # what a restart compares itself with
-        self.ckpt.save(step, flat_state(self.state), meta, force=force)
+        self.ckpt.save(step, self._flat(), meta, force=force)
+
+    def _flat(self) -> dict:
+        """The state's arrays a checkpoint holds: all, or under LoRA all but the frozen base
+        (rebuilt from model.path or the seed on restart: 7B of weights not written each time)."""
+        flat = flat_state(self.state)
+        return flat if self.frozen is None else {k: v for k, v in flat.items() if not self.frozen(k)}
 
     # ------------------------------------------------------------------ device placement
     def _array(self, x, names):
@@ -255,11 +278,13 @@ class Trainer:
     def rl_step(self, step: int) -> dict:
         rl_step = step - self.sft_steps
         if rl_step == 0 and self.sft_steps:
-            self.state["opt"] = self._placed(self.rl_opt.init(self.state["params"]), "opt")  # fresh moments
+            self.state["opt"] = self._placed(self.steps.init_opt(self.rl_opt, self.state["params"]), "opt")  # fresh
             if self.state["teacher"] is not None:
                 # The teacher starts as the policy RL starts from (SPEC 6), i.e. the SFT model,
                 # not the random init it was copied from before SFT (whose signal is noise).
                 self._teacher_from_policy()
+            if self.state["ref"] is not None:  # so does the reference of the KL
+                self._ref_from_policy()
         c = self.collect(step)
         out = {**c.stats, **self.learn(c)}
         out["tokens_per_s"] = float(c.raw.mask.sum()) / max(out["time/rollout"], 1e-9)
@@ -313,32 +338,36 @@ class Trainer:
     def learn(self, c: Collected) -> dict:
         """The device half: old log-probs, teacher signal and advantages, then the minibatch
         updates (rows taken on the device) and the EMA."""
-        r = self.cfg.rl
+        r, co = self.cfg.rl, self.cfg.coach
         out = {}
         use_signal, use_sd = c.teacher is not None, c.sd is not None
-        plan = list(minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.selected,
-                                   multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"]))
+        plan = minibatch_rows(c.batch.rows, r.minibatches, None if c.sd is None else c.sd.prompt,
+                              group=c.raw.group, per_prompt=co.top_n, weighting=co.sd_weighting,
+                              multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"])
         with timer(out, "time/teacher"):
             b = self._place(c.batch)
             # the teacher's rows read the same media as the student's: one copy on the device
             tb = None if c.teacher is None else self._place(c.teacher.replace(media=None)).replace(media=b.media)
             rewards = self._array(c.raw.scores["total"].astype(np.float32), ("batch", None))
-            rows_of = [self._array(rows, (None,)) for rows, _ in plan]  # on the device once, for both
+            rows_of = [self._array(m.rows, (None,)) for m in plan]  # on the device once, for both
             # every minibatch scored before the first update: the rollout policy's log-probs
-            scored = [self.steps.score()(self.state["params"], self.state["teacher"] if use_signal else None, b, tb,
-                                         rewards, rows) for rows in rows_of]
+            scored = [self.steps.score()(self.state["params"], self.state["teacher"] if use_signal else None,
+                                         self.state["ref"], b, tb, rewards, rows) for rows in rows_of]
             jax.block_until_ready(scored)
         with timer(out, "time/update"):
             sd = self._place(None if c.sd is None else c.sd.batch)
             fn = self.steps.rl_update(use_signal=use_signal, use_sd=use_sd)
             mix = self._array(np.float32(c.mix), ())
             mets = []
-            for k, ((_, sd_rows), rows, (old_logp, signal, adv)) in enumerate(zip(plan, rows_of, scored)):
-                self.state, met = fn(self.state, b, old_logp, adv, signal, mix, rows, sd,
-                                     None if sd_rows is None else self._array(sd_rows, (None,)),
+            for k, (m, rows, sc) in enumerate(zip(plan, rows_of, scored)):
+                self.state, met = fn(self.state, b, sc, mix, rows, sd,
+                                     self._array(m.sd_rows, (None,)) if use_sd else None,
+                                     self._array(m.sd_weight, (None,)) if use_sd else None,
                                      self._array(np.bool_(k == 0), ()))
                 mets.append(met)
-            if self.state["teacher"] is not None:
+            # the teacher follows the student only while it teaches: after the schedule turns
+            # it off (lambda 0) nothing reads it, and the EMA would be wasted work
+            if use_signal:
                 self.state = self.steps.ema()(self.state)
             mets = jax.device_get(mets)
         for k in mets[0]:
