@@ -17,6 +17,9 @@ def get_config(arg: str | None = None):
     c = visd_v5e.get_config("v5e_16" if variant == "release" else variant)  # the release trains 7B
     c.mode = "visioncoach"
     c.variant = variant
+    # the release trains with a KL to the frozen initial policy (run_grpo_video.sh --beta 0.04,
+    # TRL's k3 per token); VISD and the main job use none
+    c.rl.ref_kl_beta = 0.04
     if variant == "local":
         c.workdir = "workdir/visioncoach_local"
     if variant == "release":
