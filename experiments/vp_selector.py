@@ -13,7 +13,8 @@
     python -m experiments.vp_selector                         # local: CPU, synthetic set
     python -m experiments.visioncoach --config.coach.selector=learned:workdir/vp_selector_local
 
-Variants: `local` (tiny selector, two `small` SFT proxies, synthetic set, 2 CPU cores) and
+Variants: `local` (two `small` SFT proxies, the selector LoRA on the first one's weights,
+synthetic set, 2 CPU cores) and
 `v5e_8` (a Qwen2.5-VL-3B selector from --config.model.path with LoRA, proxies from
 --config.selector.proxies as checkpoint paths, STGR data).
 """
@@ -35,18 +36,19 @@ def get_config(arg: str | None = None):
     c.model.lora.update(rank=8, alpha=16.0, targets="attention,mlp", vision=True)
     # proxies: "sft:SEED" (an SFT policy trained here from the variant's main-job config) or
     # checkpoint directories, comma-separated; each answers every example under every kind
+    # init "proxy": the selector starts from the first SFT proxy's weights (a VLM that has
+    # learned this data, as the paper's starts from a pretrained one) with LoRA on top
     c.selector = dict(proxies="sft:1,sft:2", proxy_sft_steps=120, num_generations=4, max_new_tokens=160,
-                      holdout=0.25, predict_batch=8, limit=0)
+                      holdout=0.25, predict_batch=8, limit=0, init="proxy")
     if variant == "local":
         c.workdir = "workdir/vp_selector_local"
-        c.model.preset = "tiny"
         c.data.synthetic_examples = 60  # 12 clips x 5 tasks: 45 to train on, 15 held out
         c.sft.update(steps=150, batch_size=8, lr=2e-3, warmup_steps=10)
         c.rl.update(steps=0, prompts_per_step=5)  # 5 examples per collection chunk
         c.checkpoint.update(every=50, keep=1)
     else:
         c.model.lora.rank = 16
-        c.selector.proxies = ""  # required: two or more checkpoint directories
+        c.selector.update(proxies="", init="")  # required: two or more checkpoint directories
         c.sft.update(steps=600, batch_size=16, lr=1e-4, warmup_steps=30)
         c.rl.update(steps=0)
     return c
@@ -61,6 +63,10 @@ def check(cfg) -> None:
     for p in specs:
         if p.startswith("sft:") and not p[4:].lstrip("-").isdigit():
             raise ValueError(f"config.selector.proxies: {p!r}: 'sft:SEED' takes an integer seed")
+    if s.init not in ("", "proxy"):
+        raise ValueError(f"config.selector.init={s.init!r}: '' (model.preset / model.path as given) or 'proxy'")
+    if s.init == "proxy" and not any(p.startswith("sft:") for p in specs):
+        raise ValueError("config.selector.init='proxy' needs an 'sft:SEED' proxy to start from")
     if not 0 < s.holdout < 1:
         raise ValueError(f"config.selector.holdout={s.holdout!r}: in (0, 1)")
     for field in ("proxy_sft_steps", "num_generations", "max_new_tokens", "predict_batch"):
@@ -125,6 +131,10 @@ def run(cfg) -> dict:
     sel_cfg = cfg.copy_and_resolve_references()
     with sel_cfg.unlocked():
         sel_cfg.workdir = str(wd / "selector")
+        if s.init == "proxy":
+            first = next(p for p in (q.strip() for q in s.proxies.split(",")) if p.startswith("sft:"))
+            src = _proxy_config(cfg, first)
+            sel_cfg.model.update(init_from=src.workdir, preset=src.model.preset, path=src.model.path)
     (wd / model.CONFIG_FILE).write_text(sel_cfg.to_json())
     t = Trainer(sel_cfg)
     losses = model.train(t, [r for r in rows if not r["heldout"]], batch_size=cfg.sft.batch_size, seed=cfg.seed)

@@ -34,6 +34,7 @@ def test_train_predict_and_the_learned_cache(tmp_path, monkeypatch):
 
     cfg = vp_selector.get_config("local")
     cfg.workdir = str(tmp_path / "sel")
+    cfg.model.preset = "tiny"  # the experiment starts from a proxy; a preset is what this test needs
     cfg.data.update(synthetic_examples=10, cache_dir=str(tmp_path / "synth"))
     cfg.sft.update(steps=3, batch_size=2, warmup_steps=0)
     cfg.log.progress = False

@@ -83,6 +83,10 @@ class Checkpointer:
         )
         return out.state, dict(out.meta)
 
+    def meta(self, step: int) -> dict:
+        """The JSON sidecar of `step` alone (no array is read): iterator state, config."""
+        return dict(self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         step = self.latest_step()
         if step is None:

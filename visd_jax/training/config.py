@@ -37,7 +37,10 @@ def base_config() -> ml_collections.ConfigDict:
     # "mlp" or projection names, comma-separated; `vision` adds the vision tower's), the base frozen
     c.model = dict(preset="tiny", path="", param_dtype="float32", dtype="float32", remat=False,
                    scan_layers=False, mu_dtype="",
-                   lora=dict(rank=0, alpha=16.0, targets="attention,mlp", vision=False))
+                   lora=dict(rank=0, alpha=16.0, targets="attention,mlp", vision=False),
+                   # a training run's work directory: start from its newest checkpoint's policy
+                   # (the model it was built with must be this config's preset or path)
+                   init_from="")
     c.data = dict(
         source="synthetic",        # synthetic | stgr | tfds
         annotations="", video_root="", tfds_name="", split="train",
@@ -192,6 +195,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("mesh.axis_types", lambda v: v in ("auto", "explicit"), "auto or explicit"),
     ("model.preset", lambda v: v == "" or v in PRESETS, f"'' or one of {PRESETS}"),
     ("model.path", lambda v: isinstance(v, str), "a Hugging Face checkpoint directory or ''"),
+    ("model.init_from", lambda v: isinstance(v, str), "a training run's work directory or ''"),
     ("model.remat", _bool, "true or false"),
     ("model.scan_layers", _bool, "true or false"),
     ("model.lora.rank", lambda v: _int(v) and v >= 0, "an int >= 0 (0: no LoRA, every weight trains)"),
@@ -348,6 +352,10 @@ def check_paths(cfg) -> None:
     itself stays a check of values, so configs can be built for paths elsewhere)."""
     import os
 
+    init = str(cfg.model.init_from)
+    if init and "://" not in init:
+        _check(os.path.isdir(os.path.join(init, "checkpoints")), "model.init_from", init,
+               "a training run's work directory (no checkpoints/ there)")
     for field in ("model.path", "visd.judge_path"):
         path = str(_get(cfg, field))
         if path and "://" not in path:

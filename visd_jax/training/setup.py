@@ -6,15 +6,20 @@ state is made of.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from etils import epath
 
 from visd_jax.models import Qwen25VL, Qwen25VLConfig
 from visd_jax.models.hf_io import load_hf_checkpoint
-from visd_jax.models.lora import LoraSpec, add_lora
-from visd_jax.pipeline import StgrSource, TfdsSource
-from visd_jax.text import has_tokenizer_files, load_tokenizer
+from visd_jax.models.lora import LoraSpec, add_lora, has_lora, merge_lora
+from visd_jax.models.canvas import CanvasBuckets
+from visd_jax.pipeline import Buckets, ExampleConfig, StgrSource, TfdsSource
+from visd_jax.text import has_tokenizer_files, load_tokenizer, special_ids
+from visd_jax.training.batch import RunContext
+from visd_jax.training.config import canvases_of
 
 
 def build_model(cfg, mesh):
@@ -22,6 +27,14 @@ def build_model(cfg, mesh):
     and the project's tiny tokenizer, or a Hugging Face checkpoint directory and its own."""
     m = cfg.model
     param_dtype, dtype = getattr(jnp, m.param_dtype), getattr(jnp, m.dtype)
+    if m.init_from:
+        from visd_jax.training.policy import load_policy
+
+        p = load_policy(workdir=m.init_from, mesh=mesh, dtype=m.param_dtype, compute_dtype=m.dtype,
+                        expect_model=(m.preset, m.path), remat=m.remat, scan_layers=m.scan_layers)
+        if has_lora(p.model):  # the run trained adapters: they are part of the policy we start from
+            merge_lora(p.model)
+        return _adapted(p.model, cfg, mesh), p.tokenizer, p.tokenizer_dir
     if m.path:
         if not has_tokenizer_files(epath.Path(m.path)):
             raise FileNotFoundError(f"model.path {m.path} has no tokenizer files (tokenizer_config.json and "
@@ -54,6 +67,51 @@ def frozen_path(cfg):
     if lora_spec(cfg) is None:
         return None
     return lambda name: name.startswith(("['params']", "['teacher']")) and "['lora']" not in name
+
+
+@dataclasses.dataclass
+class RunInputs:
+    """How a run turns records into model inputs: the trainer, evaluation and the selector
+    share it, so a policy is evaluated on exactly the inputs it was trained on."""
+
+    ids: object  # text.SpecialIds of the tokenizer in use
+    example_cfg: ExampleConfig
+    token_buckets: tuple[int, ...]  # prompt widths
+    buckets: Buckets  # the pipeline's (tokens, patches)
+    sft_prompt_buckets: tuple[int, ...]
+    max_patches: int
+    vision: CanvasBuckets
+    ctx: RunContext
+
+
+def run_inputs(cfg, model_config, tokenizer, tok_dir, *, blocks_per_batch: int) -> RunInputs:
+    """`cfg.data`'s example settings, buckets and canvases for a model and its tokenizer;
+    `blocks_per_batch`: the most examples one batch holds (their vision blocks share canvases)."""
+    # every special id from the tokenizer in use (a checkpoint's: 151643..), stop ids from
+    # its generation_config.json; im_end ends a chat turn (SFT targets, teacher marker)
+    ids = special_ids(tokenizer, tok_dir)
+    check_token_ids(model_config, ids, tok_dir)
+    d = cfg.data
+    example_cfg = ExampleConfig(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
+                                max_pixels=d.max_pixels, min_pixels=d.min_pixels, tokenizer_dir=tok_dir,
+                                max_tokens=d.max_prompt_tokens, recipe=cfg.recipe,
+                                image_min_pixels=d.image_min_pixels or None, image_max_pixels=d.image_max_pixels or None,
+                                max_key_frames=d.max_key_frames)
+    token_buckets = tuple(d.token_buckets) or tuple(
+        b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384) if b < d.max_prompt_tokens
+    ) + (d.max_prompt_tokens,)
+    # ours: a 2-frame patch per 196 pixels of a frame pair; release: each frame (and key
+    # frame) an image of its own, twice the patches; images may have their own budget
+    slots = example_cfg.frame_slots
+    max_patches = max(slots * d.max_pixels, d.image_max_pixels) // (14 * 14) + 4 * slots
+    # vision blocks of a batch padded into a few canvases: most blocks a batch can hold
+    blocks = blocks_per_batch * slots
+    vision = (CanvasBuckets.for_area(max(d.max_pixels, d.image_max_pixels) // (14 * 14), blocks,
+                                     ratio=d.canvas_ratio) if not d.canvases else
+              dataclasses.replace(CanvasBuckets.for_area(4, blocks), canvases=canvases_of(cfg)))
+    ctx = RunContext.create(model_config, ids, token_buckets=token_buckets, vision=vision, tokenizer=tokenizer)
+    return RunInputs(ids, example_cfg, token_buckets, Buckets(tokens=token_buckets, patches=(max_patches,)),
+                     tuple(sorted(set(token_buckets) | {128, 256, 512, 1024, 2048})), max_patches, vision, ctx)
 
 
 def check_token_ids(config, ids, where) -> None:

@@ -15,7 +15,6 @@ restarted in the same work directory resumes where the last checkpoint left it.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -27,22 +26,19 @@ from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 from flax import nnx
 
-from visd_jax.models.canvas import CanvasBuckets
 from visd_jax.parallel import global_array, is_main_process, make_mesh, maybe_initialize, named_sharding
-from visd_jax.pipeline import Buckets, ExampleConfig, PipelineConfig, make_iterator
+from visd_jax.pipeline import ExampleConfig, PipelineConfig, make_iterator
 from visd_jax.training import inputs, sft
 from visd_jax.training.coach import coach
-from visd_jax.training.batch import RolloutBatch, RunContext, build_batch, place
-from visd_jax.training.config import COACH_MODES, VISD_MODES, canvases_of, config_changes, validate
+from visd_jax.training.batch import RolloutBatch, build_batch, place
+from visd_jax.training.config import COACH_MODES, VISD_MODES, config_changes, validate
 from visd_jax.training.metrics import BadRecordLog, MetricsWriter, Progress, plot_curves, read_metrics, timer
 from visd_jax.training.programs import Programs
 from visd_jax.training.rollouts import Collected, ModelSampler, rollout, teacher_batch
 from visd_jax.training.schedules import make_optimizer, teacher_active, visd_lambda
 from visd_jax.training.routing import minibatch_rows
 from visd_jax.training.selector import PROMPT_KINDS, make_selector
-from visd_jax.text import special_ids
-from visd_jax.training.setup import (build_data, build_model, check_token_ids, flat_state, frozen_path,
-                                     unflat_state)
+from visd_jax.training.setup import build_data, build_model, flat_state, frozen_path, run_inputs, unflat_state
 from visd_jax.training.step import Steps, frozen_copy, init_state
 from visd_jax.training.checkpoint import Checkpointer, restore_newest
 from visd_jax.training.judging import make_judge
@@ -66,36 +62,11 @@ class Trainer:
 
         model, self.tokenizer, tok_dir = build_model(cfg, self.mesh)
         self.graphdef, params = nnx.split(model)
-        # every special id from the tokenizer in use (a checkpoint's: 151643..), stop ids from
-        # its generation_config.json; eos_id ends a chat turn (SFT targets, teacher marker)
-        self.ids = special_ids(self.tokenizer, tok_dir)
-        check_token_ids(model.config, self.ids, tok_dir)
-        self.pad_id, self.eos_id = self.ids.pad, self.ids.im_end
-
-        d = cfg.data
-        self.example_cfg = ExampleConfig(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
-                                         max_pixels=d.max_pixels, min_pixels=d.min_pixels,
-                                         tokenizer_dir=tok_dir, max_tokens=d.max_prompt_tokens,
-                                         recipe=cfg.recipe, image_min_pixels=d.image_min_pixels or None,
-                                         image_max_pixels=d.image_max_pixels or None,
-                                         max_key_frames=d.max_key_frames)
-        self.token_buckets = tuple(d.token_buckets) or tuple(
-            b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384) if b < d.max_prompt_tokens
-        ) + (d.max_prompt_tokens,)
-        # ours: a 2-frame patch per 196 pixels of a frame pair; release: each frame (and key
-        # frame) an image of its own, twice the patches; images may have their own budget
-        slots = self.example_cfg.frame_slots
-        max_patches = max(slots * d.max_pixels, d.image_max_pixels) // (14 * 14) + 4 * slots
-        self.buckets = Buckets(tokens=self.token_buckets, patches=(max_patches,))
-        self.sft_prompt_buckets = tuple(sorted(set(self.token_buckets) | {128, 256, 512, 1024, 2048}))
-        # vision blocks of a batch padded into a few canvases: most blocks a batch can hold
-        # (the coach's prompted batches: one example per kind per hard prompt)
-        blocks = max(cfg.rl.prompts_per_step * len(PROMPT_KINDS), cfg.sft.batch_size) * slots
-        vision = (CanvasBuckets.for_area(max(d.max_pixels, d.image_max_pixels) // (14 * 14), blocks,
-                                         ratio=d.canvas_ratio) if not d.canvases else
-                  dataclasses.replace(CanvasBuckets.for_area(4, blocks), canvases=canvases_of(cfg)))
-        self.ctx = RunContext.create(model.config, self.ids, token_buckets=self.token_buckets, vision=vision,
-                                     tokenizer=self.tokenizer)
+        io = run_inputs(cfg, model.config, self.tokenizer, tok_dir, blocks_per_batch=max(
+            cfg.rl.prompts_per_step * len(PROMPT_KINDS), cfg.sft.batch_size))
+        self.ids, self.pad_id, self.eos_id = io.ids, io.ids.pad, io.ids.im_end
+        self.example_cfg, self.token_buckets, self.buckets = io.example_cfg, io.token_buckets, io.buckets
+        self.sft_prompt_buckets, self.ctx, max_patches, vision = io.sft_prompt_buckets, io.ctx, io.max_patches, io.vision
         self.source = build_data(cfg, self.workdir)
         # Every process reads the WHOLE global batch (one shard, not one per process): the
         # host half of an RL step (rewards, coach, judge, advantages) needs every rollout of
@@ -103,6 +74,7 @@ class Trainer:
         # state and checkpoint meta identical, so a multi-host run equals a single-host one.
         # The cost is that each host decodes every video of the batch; sharding the decoding
         # and all-gathering the examples would save that at the price of shipping patches.
+        d = cfg.data
         pipe = lambda bs, seed: PipelineConfig(  # noqa: E731
             example=ExampleConfig(**{**self.example_cfg.__dict__, "max_patches": max_patches}),
             buckets=self.buckets, batch_size=bs, policy=d.bad_records, seed=seed, num_epochs=None,

@@ -132,22 +132,15 @@ CONFIG_FILE = "selector_config.json"  # in a selector run's directory: the confi
 def load(selector_dir):
     """The trained selector of a `python -m experiments.vp_selector` run directory, as an
     `sft`-mode Trainer restored from its newest checkpoint."""
-    import json
-
-    import ml_collections
     from etils import epath
 
+    from visd_jax.training.policy import config_from_json
     from visd_jax.training.trainer import Trainer
 
     path = epath.Path(selector_dir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{selector_dir} is no VP-Selector run: it has no {CONFIG_FILE}")
-    def tuples(node):  # JSON has no tuples; the config's sequences are tuples (token_buckets, ...)
-        if isinstance(node, dict):
-            return {k: tuples(v) for k, v in node.items()}
-        return tuple(tuples(v) for v in node) if isinstance(node, list) else node
-
-    cfg = ml_collections.ConfigDict(tuples(json.loads(path.read_text())))
+    cfg = config_from_json(path.read_text())
     t = Trainer(cfg)
     if t.start < t.sft_steps:
         raise FileNotFoundError(f"the selector in {cfg.workdir} is not trained (checkpoint at step {t.start} of "
