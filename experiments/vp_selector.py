@@ -119,7 +119,7 @@ def run(cfg) -> dict:
         proxies.append(dataset.Proxy(spec, t))
         print(f"proxy {spec}: ready ({t.workdir})", flush=True)
     stats = dataset.collect(proxies, data_path, num_generations=s.num_generations, holdout=s.holdout, seed=cfg.seed,
-                            limit=s.limit or None)
+                            limit=s.limit or None, progress=cfg.log.progress)
     print(f"selector data: {json.dumps(stats)}", flush=True)
     for p in proxies:
         p.trainer.ckpt.close()

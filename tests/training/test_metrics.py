@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 
 from visd_jax.training.metrics import MetricsWriter, Progress, plot_curves, read_metrics
-from visd_jax.training.tfevents import crc32c
-
-
-def test_crc32c_known_vectors():
-    # RFC 3720 appendix B.4 test vectors for CRC-32C
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(bytes(32)) == 0x8A9136AA
-    assert crc32c(bytes([0xFF] * 32)) == 0x62A8AB43
 
 
 def test_event_files_are_read_back_by_tensorboard(tmp_path):
@@ -110,3 +102,18 @@ def test_torn_last_line_and_rows_past_the_resume_step_are_dropped(tmp_path):
     raw = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["r"]) for r in raw] == [(1, 0.1), (2, 9.0)]
     assert [json.loads(x)["step"] for x in (tmp_path / "samples.jsonl").read_text().splitlines()] == [1]
+
+
+def test_wandb_offline_logs_without_a_network(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    w = MetricsWriter(tmp_path, tensorboard=False, wandb="offline", run_config={"mode": "gspo"})
+    w.write(1, {"reward/total": 0.25, "note": "text"})
+    w.write(2, {"reward/total": 0.75})
+    assert wandb.run.config["mode"] == "gspo" and wandb.run.offline
+    w.close()
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (log,) = run.glob("run-*.wandb")
+    data = log.read_bytes()  # W&B's record log: the history rows and the run config are in it
+    assert b"reward/total" in data and b"0.75" in data and b"gspo" in data

@@ -88,8 +88,14 @@ def base_config() -> ml_collections.ConfigDict:
                   # judge: annotation (offline, deterministic) | model (a Qwen2.5-VL checkpoint at
                   # judge_path reads the rubric; empty path: the policy judges itself)
                   judge="annotation", judge_path="", judge_max_new_tokens=256, judge_max_prompt_tokens=2048)
+    # held-out evaluation (visd_jax/eval/run.py): every N steps in training (0: never) and the
+    # `python -m experiments.evaluate` job. split "heldout": the synthetic set under another
+    # seed, never trained on; for STGR data `annotations` names the evaluation file; TFDS: a split
+    c.eval = dict(every=0, split="heldout", annotations="", examples=20, batch_size=5, max_new_tokens=0,
+                  temperature=0.0, top_p=1.0)
     c.checkpoint = dict(every=50, keep=3, async_save=True)
-    c.log = dict(every=1, tensorboard=True, progress=True)
+    # wandb: "" (off), "offline" (files under workdir/wandb, no network) or "online"
+    c.log = dict(every=1, tensorboard=True, progress=True, wandb="", wandb_project="visd-jax")
     # a restart whose config differs from the checkpoint's in a field that changes the run's
     # meaning (MEANINGFUL) is refused unless this is set; other differences are logged
     c.resume = dict(allow_changes=False)
@@ -163,6 +169,12 @@ def _lora_targets_ok(v) -> bool:
         return False
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -222,6 +234,9 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("checkpoint.async_save", _bool, "true or false"),
     ("log.progress", _bool, "true or false"),
     ("log.tensorboard", _bool, "true or false"),
+    ("log.wandb", lambda v: v in ("", "offline", "online") and (not v or _installed("wandb")),
+     "'' (off), 'offline' or 'online', with wandb installed (pip install wandb)"),
+    ("log.wandb_project", lambda v: isinstance(v, str) and bool(v), "a W&B project name"),
     ("recipe", lambda v: v in ("ours", "release"), "ours or release"),
     ("data.image_min_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.min_pixels)"),
     ("data.image_max_pixels", lambda v: isinstance(v, int) and v >= 0, "an int >= 0 (0 = data.max_pixels)"),
@@ -287,6 +302,14 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("visd.judge", lambda v: v in ("annotation", "model"), "annotation or model"),
     ("visd.judge_max_new_tokens", _positive_int, "a positive int"),
     ("visd.judge_max_prompt_tokens", lambda v: _positive_int(v) and v >= 64, "an int >= 64"),
+    ("eval.every", lambda v: _int(v) and v >= 0, "an int >= 0 (0: no evaluation during training)"),
+    ("eval.split", lambda v: isinstance(v, str) and bool(v), "'heldout' (synthetic), or a TFDS split"),
+    ("eval.annotations", lambda v: isinstance(v, str), "an STGR evaluation file or ''"),
+    ("eval.examples", _positive_int, "a positive int (synthetic held-out examples; others: at most this many)"),
+    ("eval.batch_size", _positive_int, "a positive int"),
+    ("eval.max_new_tokens", lambda v: _int(v) and v >= 0, "an int >= 0 (0: rl.max_new_tokens)"),
+    ("eval.temperature", _nonneg, "a number >= 0 (0: greedy)"),
+    ("eval.top_p", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "in (0, 1]"),
     ("checkpoint.every", _positive_int, "a positive int"),
     ("checkpoint.keep", _positive_int, "a positive int"),
     ("log.every", _positive_int, "a positive int"),
@@ -332,6 +355,9 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if cfg.data.source == "stgr":
         _check(bool(cfg.data.annotations), "data.annotations", cfg.data.annotations,
                "an STGR JSON/JSONL file when data.source='stgr'")
+    if cfg.eval.every and cfg.data.source == "stgr":
+        _check(bool(cfg.eval.annotations), "eval.annotations", cfg.eval.annotations,
+               "an STGR evaluation file when eval.every > 0 on STGR data")
     if cfg.data.source == "tfds":
         _check(bool(cfg.data.tfds_name), "data.tfds_name", cfg.data.tfds_name,
                "a TFDS dataset name when data.source='tfds'")

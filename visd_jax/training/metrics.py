@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 
 from etils import epath
 
-from visd_jax.training.tfevents import EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +77,25 @@ class MetricsWriter:
     torn last line, before anything is appended."""
 
     def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, wandb: str = "", wandb_project: str = "visd-jax",
+                 run_config: Mapping | None = None):
         self.enabled = enabled
         self.path = epath.Path(workdir) / "metrics.jsonl"
         self._tb = None
+        self._wandb = None
+        if enabled and wandb:
+            self._wandb = _wandb_run(workdir, wandb, wandb_project, run_config)
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             for name in ("metrics.jsonl", "samples.jsonl", "bad_records.jsonl"):
                 repair_jsonl(epath.Path(workdir) / name, upto_step=resume_step)
             self._f = self.path.open("a")
             if tensorboard:
-                self._tb = EventWriter(epath.Path(workdir) / "tensorboard")
+                # tensorboardX (MaxText's writer; pure Python, no TensorFlow): local paths, and
+                # gs:// through google-cloud-storage (the tpu extra)
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"), flush_secs=30)
 
     def write(self, step: int, metrics: Mapping[str, object]) -> None:
         if not self.enabled:
@@ -98,14 +105,37 @@ class MetricsWriter:
         self._f.flush()
         if self._tb is not None:
             # 'nan'/'inf' are JSON's spelling; TensorBoard gets them back as floats
-            self._tb.scalars(step, {k: float(v) for k, v in plain.items()
-                                    if isinstance(v, numbers.Real) or v in _NONFINITE})
+            for k, v in plain.items():
+                if isinstance(v, numbers.Real) or v in _NONFINITE:
+                    self._tb.add_scalar(k, float(v), global_step=int(step))
+        if self._wandb is not None:
+            self._wandb.log({k: float(v) for k, v in plain.items() if isinstance(v, numbers.Real) or v in _NONFINITE},
+                            step=int(step))
 
     def close(self) -> None:
         if self.enabled:
             self._f.close()
             if self._tb is not None:
                 self._tb.close()
+            if self._wandb is not None:
+                self._wandb.finish()
+
+
+def _wandb_run(workdir, mode: str, project: str, run_config: Mapping | None):
+    """A Weights & Biases run for `workdir` (`mode` offline or online). Its id is derived from
+    the work directory, so a resumed training run continues the same W&B run; offline runs
+    need no network (`wandb sync DIR/wandb/offline-run-*` uploads them later)."""
+    import hashlib
+
+    try:
+        import wandb
+    except ImportError as e:
+        raise ImportError("config.log.wandb is set but wandb is not installed: pip install wandb") from e
+    run_id = hashlib.sha1(str(epath.Path(workdir).resolve() if "://" not in str(workdir) else workdir).encode()
+                          ).hexdigest()[:12]
+    local = str(workdir) if "://" not in str(workdir) else None
+    return wandb.init(project=project, id=run_id, resume="allow", mode=mode, dir=local,
+                      config=dict(run_config or {}), settings=wandb.Settings(silent=True))
 
 
 class BadRecordLog:

@@ -142,6 +142,30 @@ def build_data(cfg, workdir):
     return TfdsSource(d.tfds_name, split=d.split)
 
 
+HELDOUT_SEED_OFFSET = 1000  # the synthetic held-out split: scenes under another seed
+
+
+def build_eval_data(cfg, workdir):
+    """The evaluation records: the synthetic set under another seed (`eval.split` heldout),
+    `eval.annotations` for STGR data (same video roots), or the TFDS split `eval.split`."""
+    d, e = cfg.data, cfg.eval
+    if d.source == "synthetic":
+        if e.split != "heldout":
+            raise ValueError(f"config.eval.split={e.split!r}: the synthetic set has the 'heldout' split only")
+        import data
+
+        cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
+        ds = data.generate(str(cache), seed=d.synthetic_seed + HELDOUT_SEED_OFFSET,
+                           num_clips=max(1, e.examples // 5), images=d.synthetic_images)
+        return StgrSource(ds.annotations, ds.video_root)
+    if d.source == "stgr":
+        if not e.annotations:
+            raise ValueError("config.eval.annotations: an STGR evaluation file is needed for STGR data")
+        return StgrSource(e.annotations, d.video_root or None, media_roots=d.media_roots or None,
+                          keyframe_roots=d.keyframe_roots or None)
+    return TfdsSource(d.tfds_name, split=e.split)
+
+
 def flat_state(state) -> dict:
     """{'params/model/...': array} for every array leaf of the train state."""
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]

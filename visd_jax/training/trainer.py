@@ -64,6 +64,7 @@ class Trainer:
         self.graphdef, params = nnx.split(model)
         io = run_inputs(cfg, model.config, self.tokenizer, tok_dir, blocks_per_batch=max(
             cfg.rl.prompts_per_step * len(PROMPT_KINDS), cfg.sft.batch_size))
+        self.io = io
         self.ids, self.pad_id, self.eos_id = io.ids, io.ids.pad, io.ids.im_end
         self.example_cfg, self.token_buckets, self.buckets = io.example_cfg, io.token_buckets, io.buckets
         self.sft_prompt_buckets, self.ctx, max_patches, vision = io.sft_prompt_buckets, io.ctx, io.max_patches, io.vision
@@ -128,7 +129,8 @@ class Trainer:
         self.start = 0
         self._maybe_resume()
         self.metrics = MetricsWriter(self.workdir, enabled=self.main, tensorboard=cfg.log.tensorboard,
-                                     resume_step=self.start)
+                                     resume_step=self.start, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
+                                     run_config=json.loads(cfg.to_json()))
         self.bad_log = BadRecordLog(self.workdir, enabled=self.main)
         self.progress = Progress(self.total, phases={"sft": self.sft_steps, "rl": self.rl_steps},
                                  enabled=self.main and cfg.log.progress)
@@ -347,6 +349,26 @@ class Trainer:
         out["train/skipped"] = float(sum(mm["skipped"] for mm in mets))
         return out
 
+    def evaluate(self, step: int) -> dict:
+        """The held-out evaluation of the current policy (`eval.*`; visd_jax/eval/run.py):
+        predictions under workdir/eval/step_N, `eval/*` metrics (overall and per task)."""
+        from visd_jax.eval.run import evaluate
+        from visd_jax.training.setup import build_eval_data
+
+        e = self.cfg.eval
+        if getattr(self, "_eval_source", None) is None:
+            self._eval_source = build_eval_data(self.cfg, self.workdir)
+        out = {}
+        with timer(out, "time/eval"):
+            s = evaluate(self._model, self._eval_source, self.io, str(self.workdir / "eval" / f"step_{step}"),
+                         batch_size=e.batch_size, max_new_tokens=e.max_new_tokens or self.cfg.rl.max_new_tokens,
+                         temperature=float(e.temperature), top_p=float(e.top_p), seed=self.cfg.seed,
+                         programs=self.programs, progress=False, write=self.main)
+        out.update({f"eval/{k}": v for k, v in s.get("all", {}).items() if k != "n"})
+        out.update({f"eval/{task}/total": v["total"] for task, v in s["tasks"].items()})
+        out["eval/examples"] = float(s["examples"])
+        return out
+
     def _samples(self, step: int, meta: dict, texts, totals):
         """Appends the first prompt's rollouts to samples.jsonl: what the policy writes."""
         if not self.main:
@@ -366,6 +388,8 @@ class Trainer:
                 m = self.sft_step(step) if step < self.sft_steps else self.rl_step(step)
                 m["time/step"] = time.perf_counter() - t
                 m["data/bad_records"] = self.bad_log.update(step + 1, (self.sft_iter, self.rl_iter))
+                if cfg_eval_due(self.cfg, step + 1, self.total):
+                    m.update(self.evaluate(step + 1))
                 m.update(self.programs.metrics())
                 if m.get("train/skipped") or m.get("sft/skipped"):
                     log.warning("step %d: non-finite loss or gradient, update skipped", step + 1)
@@ -387,6 +411,12 @@ class Trainer:
             if it is not None:
                 it.close()
         return rows
+
+
+def cfg_eval_due(cfg, step: int, total: int) -> bool:
+    """Evaluate after `step`: every `eval.every` steps and after the last one."""
+    every = cfg.eval.every
+    return bool(every) and (step % every == 0 or step == total)
 
 
 def train(cfg) -> list[dict]:

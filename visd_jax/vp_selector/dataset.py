@@ -66,7 +66,7 @@ def read_rows(path) -> list[dict]:
 
 
 def collect(proxies: list[Proxy], path, *, num_generations: int, holdout: float, seed: int = 0,
-            limit: int | None = None) -> dict:
+            limit: int | None = None, progress: bool = False) -> dict:
     """Appends a row per example not yet in `path`; returns counts. Every proxy reads the
     same records (the same data config), rebuilt per kind with its own example settings."""
     import jax
@@ -87,6 +87,9 @@ def collect(proxies: list[Proxy], path, *, num_generations: int, holdout: float,
             todo.append(i)
     n = first.cfg.rl.prompts_per_step
     key = jax.random.key(seed)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="selector data", unit="ex", disable=not progress)
     stats = {"written": 0, "skipped": 0, "already": len(done)}
     for c in range(0, len(todo), n):
         chunk = todo[c:c + n]
@@ -122,7 +125,8 @@ def collect(proxies: list[Proxy], path, *, num_generations: int, holdout: float,
                 f.write(json.dumps({"id": ids[j], "index": i, "heldout": is_heldout(ids[j], holdout),
                                     "label": label_of(whole), "scores": whole}) + "\n")
                 stats["written"] += 1
-        log.info("selector data: %d / %d examples", min(c + n, len(todo)), len(todo))
+        bar.update(len(chunk))
+    bar.close()
     return stats
 
 

@@ -1,0 +1,56 @@
+"""The evaluation job on a policy trained for a step: predictions re-score to the summary,
+and an evaluation killed mid-run resumes to the same file as an uninterrupted one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.training.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_evaluate_a_trained_run_resume_and_rescore(tmp_path):
+    from visd_jax import rewards as rw
+    from visd_jax.eval.run import evaluate, read_predictions, summarise, table
+    from visd_jax.training.policy import load_policy
+    from visd_jax.training.setup import build_eval_data, run_inputs
+    from visd_jax.training.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, mode="sft", sft_steps=1, rl_steps=0)
+    cfg.eval.update(examples=5, batch_size=2, every=1, max_new_tokens=12)  # and evaluated while training
+    trained = Trainer(cfg).run()
+    assert trained[-1]["eval/examples"] == 5 and 0 <= trained[-1]["eval/total"] <= 7
+    assert len(read_predictions(str(tmp_path / "run" / "eval" / "step_1" / "predictions.jsonl"))) == 5
+    p = load_policy(workdir=cfg.workdir)
+    io = run_inputs(p.config, p.model.config, p.tokenizer, p.tokenizer_dir, blocks_per_batch=2)
+    source = build_eval_data(cfg, cfg.workdir)
+    kw = dict(batch_size=2, max_new_tokens=12, progress=False)
+    whole = evaluate(lambda: p.model, source, io, str(tmp_path / "whole"), **kw)
+    assert whole["examples"] == len(source) == 5 and whole["unusable"] == 0
+    assert whole["all"]["total"] == pytest.approx(trained[-1]["eval/total"])  # the job = the in-training eval
+    # killed after the first batch, then restarted: the same rows, none twice
+    evaluate(lambda: p.model, source, io, str(tmp_path / "cut"), stop_after=1, **kw)
+    assert len(read_predictions(str(tmp_path / "cut" / "predictions.jsonl"))) == 2
+    with open(tmp_path / "cut" / "predictions.jsonl", "a") as f:
+        f.write('{"id": "torn')  # a kill mid-write
+    again = evaluate(lambda: p.model, source, io, str(tmp_path / "cut"), **kw)
+    a = (tmp_path / "whole" / "predictions.jsonl").read_text()
+    assert (tmp_path / "cut" / "predictions.jsonl").read_text() == a
+    assert {k: v for k, v in again.items() if k != "throughput"} == {k: v for k, v in whole.items() if k != "throughput"}
+    assert again["throughput"]["generated"] == 3 and whole["throughput"]["generated"] == 5
+    # the summary is the rewards of the written completions, scored again from the file
+    rows = read_predictions(str(tmp_path / "whole" / "predictions.jsonl"))
+    from visd_jax.pipeline import make_example
+
+    metas = {m["id"]: m for m in (make_example(source[i], io.example_cfg)["meta"] for i in range(len(source)))}
+    for r in rows:
+        s = rw.score_group([r["completion"]], metas[r["id"]], progress=1.0)
+        assert {k: float(v[0]) for k, v in s.items()} == pytest.approx(r["scores"])
+    assert summarise(rows)["all"]["total"] == pytest.approx(np.mean([r["scores"]["total"] for r in rows]))
+    assert "| all | 5 |" in table(whole)
+    # held out: none of the evaluation records is a training record
+    from visd_jax.training.setup import build_data
+
+    train = build_data(cfg, cfg.workdir)
+    assert not {r["id"] for r in rows} & {train.record(i)["id"] for i in range(len(train))}
