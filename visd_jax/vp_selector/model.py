@@ -155,7 +155,12 @@ def precompute(selector_dir, source, out_path, *, batch_size: int = 8) -> dict[s
 
     t = load(selector_dir)
     t.source = source  # the RL run's records, read with the selector's own example settings
-    write_predictions(out_path, predict(t, range(len(source)), batch_size=batch_size),
-                      meta={"selector": str(selector_dir)})
+    preds = predict(t, range(len(source)), batch_size=batch_size)  # every process: the mesh is global
+    if jax.process_index() == 0:  # one writer, then everyone reads the same file
+        write_predictions(out_path, preds, meta={"selector": str(selector_dir)})
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("visd_jax.vp_selector.precompute")
     t.ckpt.close()
     return read_predictions(out_path)
