@@ -26,14 +26,9 @@ PREDICTIONS = "predictions.jsonl"
 
 
 def read_predictions(path) -> list[dict]:
-    from visd_jax.training.metrics import repair_jsonl
+    from visd_jax.training.metrics import read_jsonl_appendable
 
-    repair_jsonl(path)
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
+    return read_jsonl_appendable(path)
 
 
 def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: int, temperature: float = 0.0,

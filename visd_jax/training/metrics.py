@@ -164,6 +164,17 @@ class BadRecordLog:
         return float(total)
 
 
+def read_jsonl_appendable(path) -> list[dict]:
+    """The rows of a JSON-lines file a job appends to and resumes (evaluation predictions,
+    the selector's data): a torn last line (a kill mid-write) is dropped from the file first,
+    so appending goes on from whole rows. A missing file has no rows."""
+    repair_jsonl(path)
+    path = epath.Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
     """All rows of `metrics.jsonl`; a resumed run's re-written steps replace older rows."""
     path = epath.Path(workdir) / "metrics.jsonl"

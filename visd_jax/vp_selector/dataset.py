@@ -55,14 +55,9 @@ def label_of(scores: dict[str, dict]) -> str:
 
 def read_rows(path) -> list[dict]:
     """The dataset's rows; a torn last line (a kill mid-write) is dropped from the file."""
-    from visd_jax.training.metrics import repair_jsonl
+    from visd_jax.training.metrics import read_jsonl_appendable
 
-    repair_jsonl(path)
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
+    return read_jsonl_appendable(path)
 
 
 def collect(proxies: list[Proxy], path, *, num_generations: int, holdout: float, seed: int = 0,
