@@ -39,9 +39,8 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
     `io` is the run's `setup.RunInputs`. `stop_after` chunks (tests: a kill mid-run).
     `write` False (every process of a multi-host run but the first): generate (the sampler is
     collective) and summarise in memory, write nothing."""
-    import os
-
     import jax
+    from etils import epath
     from tqdm import tqdm
 
     from visd_jax.pipeline import RecordError, make_example, pad_batch
@@ -50,9 +49,10 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
     from visd_jax.training.programs import Programs
     from visd_jax.training.rollouts import ModelSampler, rollout
 
-    path = os.path.join(out_dir, PREDICTIONS)
+    out_dir = epath.Path(out_dir)  # local or gs:// alike, as the trainer's own logs
+    path = out_dir / PREDICTIONS
     if write:
-        os.makedirs(out_dir, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
     kept = read_predictions(path) if write else []
     done = {r["id"] for r in kept}
     n = len(source) if limit is None else min(limit, len(source))
@@ -90,12 +90,12 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
             generated += len(rows)
             tokens += int(ro.mask[:len(rows)].sum())
             if write:
-                with open(path, "a") as f:
+                with path.open("a") as f:
                     f.writelines(json.dumps(row) + "\n" for row in rows)
         bar.update(len(chunk))
     bar.close()
     if bad and write:
-        with open(os.path.join(out_dir, "bad_records.jsonl"), "a") as f:
+        with (out_dir / "bad_records.jsonl").open("a") as f:
             f.writelines(json.dumps(b) + "\n" for b in bad)
     out = summarise(kept, bad=len(bad))
     dt = time.perf_counter() - t0  # this call's generation, compiles included
