@@ -137,6 +137,7 @@ def run_shapes(cfg, mcfg, shards: int = 1) -> dict:
 
     from visd_jax.models.canvas import CanvasBuckets
     from visd_jax.pipeline.example import ExampleConfig
+    from visd_jax.training.routing import minibatch_rows
     from visd_jax.training.selector import PROMPT_KINDS
     from visd_jax.training.trainer import SFT_TARGET_BUCKETS
     from visd_jax.video.resize import smart_resize
@@ -156,15 +157,16 @@ def run_shapes(cfg, mcfg, shards: int = 1) -> dict:
     rows = r.prompts_per_step * r.num_generations
     if rows % r.minibatches:
         raise ValueError(f"{rows} rollouts do not split into {r.minibatches} minibatches")
-    # SD rows a minibatch takes: top-N of each prompt starting in it (routing.minibatch_rows)
-    mb_rows = rows // r.minibatches
-    starts = np.bincount(np.arange(r.prompts_per_step) * r.num_generations // mb_rows, minlength=r.minibatches)
-    sd_rows = int(starts.max()) * cfg.coach.top_n if cfg.mode in ("visioncoach", "visd_coach") else 0
+    # SD rows a minibatch takes: the update plan's static length with every prompt coached
+    coached = cfg.mode in ("visioncoach", "visd_coach") and cfg.coach.top_n > 0
+    sd_rows = len(minibatch_rows(rows, r.minibatches, np.repeat(np.arange(r.prompts_per_step), cfg.coach.top_n),
+                                 group=r.num_generations, per_prompt=cfg.coach.top_n,
+                                 multiple=shards)[0].sd_rows) if coached else 0
     sft_target = next(b for b in SFT_TARGET_BUCKETS if b >= min(r.max_new_tokens, SFT_TARGET_BUCKETS[-1]))
     return dict(prompts=r.prompts_per_step, generations=r.num_generations, rows=rows,
                 minibatch=rows // r.minibatches, prompt=prompt, completion=r.max_new_tokens,
                 canvas=canvas, slots=vision.slots_for(r.prompts_per_step * slots),
-                sd_rows=_round_up(sd_rows, shards) if sd_rows else 0,
+                sd_rows=sd_rows,
                 sd_total=r.prompts_per_step * cfg.coach.top_n, sft_rows=cfg.sft.batch_size, sft_completion=sft_target,
                 sft_slots=vision.slots_for(cfg.sft.batch_size * slots))
 

@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from visd_jax import losses
-from visd_jax.models.lora import without_adapters
+from visd_jax.models.lora import split_trainable, without_adapters
 from visd_jax.training.batch import RolloutBatch
 from visd_jax.training.programs import Programs
 from visd_jax.training.schedules import ema_update
@@ -45,9 +45,7 @@ def _logp(model, b: RolloutBatch, temperature):
 
 def split_params(params, trainable):
     """(what trains, the frozen rest or None): under LoRA the adapters and the base."""
-    if trainable is None:
-        return params, None
-    return nnx.split_state(params, trainable, ...)
+    return (params, None) if trainable is None else split_trainable(params, trainable)
 
 
 def merge_params(train, frozen):

@@ -20,7 +20,6 @@ import logging
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
@@ -141,7 +140,8 @@ class Trainer:
 
     def _teacher_from_policy(self):
         """teacher <- a copy of the current policy (own buffers: the steps donate the state)."""
-        self.state["teacher"] = self._placed(jax.tree.map(jnp.copy, self.state["params"]), "teacher")
+        self.state["teacher"] = self._placed(frozen_copy(self.state["params"], self.cfg.visd.teacher_dtype or None),
+                                             "teacher")
 
     def _ref_from_policy(self):
         """reference <- the current policy, frozen, in the compute dtype."""

@@ -91,11 +91,16 @@ def collect(proxies: list[Proxy], path, *, num_generations: int, holdout: float,
         metas = [{"index": i} for i in chunk]
         scores = [dict() for _ in chunk]
         ids = [None] * len(chunk)
-        for p, proxy in enumerate(proxies):
-            t = proxy.trainer
-            for k, kind in enumerate(KINDS):
-                pb, ok = prompted_batch(t.source, metas, kind, t.example_cfg, batch_size=n, buckets=t.buckets,
-                                        max_frames=t.example_cfg.frame_slots, pad_id=t.pad_id)
+        for k, kind in enumerate(KINDS):
+            built = []  # proxies with the same example settings share one rebuilt batch (one decode)
+            for p, proxy in enumerate(proxies):
+                t = proxy.trainer
+                how = (t.example_cfg, t.buckets, t.pad_id)
+                pb, ok = next((b for h, b in built if h == how), (None, None))
+                if ok is None:
+                    pb, ok = prompted_batch(t.source, metas, kind, t.example_cfg, batch_size=n, buckets=t.buckets,
+                                            max_frames=t.example_cfg.frame_slots, pad_id=t.pad_id)
+                    built.append((how, (pb, ok)))
                 if pb is None:
                     continue
                 ro = rollout(t.sampler, pb, list(range(len(chunk))), ctx=t.ctx,
