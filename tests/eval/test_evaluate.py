@@ -2,6 +2,8 @@
 and an evaluation killed mid-run resumes to the same file as an uninterrupted one."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -10,18 +12,25 @@ from tests.training.conftest import tiny_config
 pytestmark = pytest.mark.slow
 
 
-def test_evaluate_a_trained_run_resume_and_rescore(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A policy trained for one SFT step, evaluated while training: (config, metrics)."""
+    from visd_jax.training.trainer import Trainer
+
+    cfg = tiny_config(tmp_path_factory.mktemp("trained"), mode="sft", sft_steps=1, rl_steps=0)
+    cfg.eval.update(examples=5, batch_size=2, every=1, max_new_tokens=12)  # and evaluated while training
+    return cfg, Trainer(cfg).run()
+
+
+def test_evaluate_a_trained_run_resume_and_rescore(tmp_path, trained):
     from visd_jax import rewards as rw
     from visd_jax.eval.run import evaluate, read_predictions, summarise, table
     from visd_jax.training.policy import load_policy
     from visd_jax.training.setup import build_eval_data, run_inputs
-    from visd_jax.training.trainer import Trainer
 
-    cfg = tiny_config(tmp_path, mode="sft", sft_steps=1, rl_steps=0)
-    cfg.eval.update(examples=5, batch_size=2, every=1, max_new_tokens=12)  # and evaluated while training
-    trained = Trainer(cfg).run()
+    cfg, trained = trained
     assert trained[-1]["eval/examples"] == 5 and 0 <= trained[-1]["eval/total"] <= 7
-    assert len(read_predictions(str(tmp_path / "run" / "eval" / "step_1" / "predictions.jsonl"))) == 5
+    assert len(read_predictions(f"{cfg.workdir}/eval/step_1/predictions.jsonl")) == 5
     p = load_policy(workdir=cfg.workdir)
     io = run_inputs(p.config, p.model.config, p.tokenizer, p.tokenizer_dir, blocks_per_batch=2)
     source = build_eval_data(cfg, cfg.workdir)
@@ -54,3 +63,29 @@ def test_evaluate_a_trained_run_resume_and_rescore(tmp_path):
 
     train = build_data(cfg, cfg.workdir)
     assert not {r["id"] for r in rows} & {train.record(i)["id"] for i in range(len(train))}
+
+
+def test_vstar_chains_on_a_policy_resume_and_rescore(tmp_path, trained):
+    from data import vstar as synth_vstar
+    from visd_jax.eval import vstar
+    from visd_jax.eval.run import read_predictions
+    from visd_jax.eval.vstar_chain import PREDICTIONS, VStarSet, evaluate_vstar
+    from visd_jax.training.policy import load_policy
+    from visd_jax.training.setup import heldout_synthetic, run_inputs
+    cfg = copy.deepcopy(trained[0])
+    cfg.eval.examples = 10  # two held-out clips: two V-STaR items
+    p = load_policy(workdir=cfg.workdir)
+    io = run_inputs(p.config, p.model.config, p.tokenizer, p.tokenizer_dir, blocks_per_batch=5, prompt_tokens=1024)
+    ds = heldout_synthetic(cfg, cfg.workdir)
+    vset = VStarSet(synth_vstar.write(ds), ds.video_root)
+    assert len(vset) == 2 and vset.video("clip_0001").name == "clip_0001.mp4"
+    kw = dict(items_per_call=1, max_new_tokens=12, progress=False)
+    whole = evaluate_vstar(lambda: p.model, vset, io, str(tmp_path / "whole"), **kw)
+    assert whole["items"] == 2 and whole["unusable"] == 0 and whole["throughput"]["questions"] == 10
+    evaluate_vstar(lambda: p.model, vset, io, str(tmp_path / "cut"), stop_after=1, **kw)  # killed after one item
+    again = evaluate_vstar(lambda: p.model, vset, io, str(tmp_path / "cut"), **kw)
+    assert again["throughput"]["questions"] == 5  # only the item not yet in the file
+    assert (tmp_path / "cut" / PREDICTIONS).read_text() == (tmp_path / "whole" / PREDICTIONS).read_text()
+    rows = read_predictions(str(tmp_path / "whole" / PREDICTIONS))
+    assert again["metrics"] == whole["metrics"] == vstar.evaluate(rows)  # the table is the file's
+    assert set(rows[0]["completions"]) == {"vqa", "temporal", "spatial", "spatial_2", "temporal_2"}

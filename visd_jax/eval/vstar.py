@@ -18,7 +18,8 @@ per sample:
   "judge_score": number, correct when >= 2
   "gt_span":     [start, end] seconds
   "pred_span_1", "pred_span_2":   [start, end] or null  (chain 1 / chain 2 answer)
-  "gt_boxes":    {frame key: [x1, y1, x2, y2]}          (gold box per annotated frame)
+  "gt_boxes":    {frame key: [x1, y1, x2, y2]}          (gold box per annotated frame), or
+                 [[frame key, [x1, y1, x2, y2]], ...]   (V-STaR's list: a frame may repeat)
   "pred_boxes_1", "pred_boxes_2": {frame key: [x1,y1,x2,y2] or [[...], ...]} or null
 Frame keys are strings (V-STAR uses the frame timestamp); boxes share one pixel frame.
 """
@@ -89,12 +90,17 @@ def _boxes(value) -> list:
 
 
 def frame_ious(gt_boxes: dict, pred_boxes) -> list[float]:
-    """Per gold frame: max IoU of the predicted boxes for that frame key (0 if none)."""
-    if not isinstance(gt_boxes, dict):
-        raise ValueError(f"gt_boxes: expected {{frame: box}}, got {type(gt_boxes).__name__}")
+    """Per gold frame: max IoU of the predicted boxes for that frame key (0 if none).
+    `gt_boxes`: {frame: box}, or [[frame, box], ...] where one frame has several gold boxes."""
+    if isinstance(gt_boxes, dict):
+        gold = list(gt_boxes.items())
+    elif isinstance(gt_boxes, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in gt_boxes):
+        gold = [tuple(p) for p in gt_boxes]
+    else:
+        raise ValueError(f"gt_boxes: expected {{frame: box}} or [[frame, box], ...], got {gt_boxes!r:.80}")
     pred = pred_boxes if isinstance(pred_boxes, dict) else {}
     out = []
-    for frame, gt in gt_boxes.items():
+    for frame, gt in gold:
         gt_box = _boxes(gt)
         if len(gt_box) != 1:
             raise ValueError(f"gt_boxes[{frame!r}]: expected one [x1, y1, x2, y2], got {gt!r}")

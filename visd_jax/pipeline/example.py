@@ -56,6 +56,9 @@ class ExampleConfig:
     # FFmpeg threads per decode. None: the loader shares the cores among the decoders it
     # runs at once (workers x read threads); 0: FFmpeg's own count; n: exactly n.
     decode_threads: int | None = None
+    # "": each task's own system prompt (text/system.py, or the release's); else this one for
+    # every record (a benchmark's protocol: V-STaR asks with "You are a helpful assistant.")
+    system: str = ""
 
     def __post_init__(self):
         if self.prompt not in ("",) + PROMPT_KINDS:
@@ -182,9 +185,9 @@ def _user_content(rec: dict, group_times: list[float] | None, question: str):
 
 
 def tokenize_prompt(rec: dict, *, task: str, question: str, group_times, tokens_per_group: int,
-                    tokenizer) -> np.ndarray:
+                    tokenizer, system: str = "") -> np.ndarray:
     """Chat-template ids with each single pad token expanded to `tokens_per_group` copies."""
-    messages = [{"role": "system", "content": text.system_prompt(task)},
+    messages = [{"role": "system", "content": system or text.system_prompt(task)},
                 {"role": "user", "content": _user_content(rec, group_times, question)}]
     return _template_ids(messages, tokenizer, "<|image_pad|>" if group_times is None else "<|video_pad|>",
                          blocks=1 if group_times is None else len(group_times),
@@ -261,7 +264,7 @@ def make_example(item: dict, cfg: ExampleConfig) -> dict:
 
     ids = tokenize_prompt({**rec, "_duration": duration}, task=rec["task"], question=question,
                           group_times=group_times, tokens_per_group=gh * gw // MERGE,
-                          tokenizer=load_tokenizer(cfg.tokenizer_dir))
+                          tokenizer=load_tokenizer(cfg.tokenizer_dir), system=cfg.system)
     _check_size(ids, patches, cfg, rid)
     spg = (float(times[-1] - times[0]) / (t - 1) * TEMPORAL_PATCH) if t > 1 and not is_image else 0.0
     return {
@@ -327,7 +330,7 @@ def _release_example(rec: dict, rid: str, index, cfg: ExampleConfig, clip, image
     else:
         patches, grid = ri.frames_as_images(frames)
     n_img, gh, gw = (int(v) for v in grid)
-    messages = [{"role": "system", "content": rtext.SYSTEM_PROMPTS[rec["task"]]},
+    messages = [{"role": "system", "content": cfg.system or rtext.SYSTEM_PROMPTS[rec["task"]]},
                 {"role": "user", "content": ri.user_content(fl, question)}]
     ids = _template_ids(messages, load_tokenizer(cfg.tokenizer_dir), "<|image_pad|>",
                         blocks=1 if clip is None else n_img, tokens_per_block=gh * gw // MERGE, rid=rid)

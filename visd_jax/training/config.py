@@ -91,8 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
     # held-out evaluation (visd_jax/eval/run.py): every N steps in training (0: never) and the
     # `python -m experiments.evaluate` job. split "heldout": the synthetic set under another
     # seed, never trained on; for STGR data `annotations` names the evaluation file; TFDS: a split
+    # V-STaR (visd_jax/eval/vstar_chain.py, the evaluation job only): vstar "" (off), "synthetic"
+    # (the held-out clips as V-STaR items) or the benchmark's annotation file, its videos under
+    # vstar_videos; judge of its answers: "match" (offline word match), "policy", or a checkpoint
     c.eval = dict(every=0, split="heldout", annotations="", examples=20, batch_size=5, max_new_tokens=0,
-                  temperature=0.0, top_p=1.0)
+                  temperature=0.0, top_p=1.0, vstar="", vstar_videos="", vstar_items=0, judge="match")
     c.checkpoint = dict(every=50, keep=3, async_save=True)
     # wandb: "" (off), "offline" (files under workdir/wandb, no network) or "online"
     c.log = dict(every=1, tensorboard=True, progress=True, wandb="", wandb_project="visd-jax")
@@ -310,6 +313,10 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("eval.max_new_tokens", lambda v: _int(v) and v >= 0, "an int >= 0 (0: rl.max_new_tokens)"),
     ("eval.temperature", _nonneg, "a number >= 0 (0: greedy)"),
     ("eval.top_p", lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "in (0, 1]"),
+    ("eval.vstar", lambda v: isinstance(v, str), "'' (off), 'synthetic', or a V-STaR annotation file"),
+    ("eval.vstar_videos", lambda v: isinstance(v, str), "the folder of the V-STaR videos, or ''"),
+    ("eval.vstar_items", lambda v: _int(v) and v >= 0, "an int >= 0 (0: every item)"),
+    ("eval.judge", lambda v: isinstance(v, str) and bool(v), "'match', 'policy', or a judge checkpoint folder"),
     ("checkpoint.every", _positive_int, "a positive int"),
     ("checkpoint.keep", _positive_int, "a positive int"),
     ("log.every", _positive_int, "a positive int"),

@@ -26,7 +26,7 @@ SYSTEM = "You are a strict, careful grader. Reply with JSON only."
 
 
 def batch_generator(model_of: Callable[[], object], tokenizer, *, max_new_tokens: int, max_prompt_tokens: int,
-                    buckets, pad_id: int, stop_ids) -> Callable[[list[str]], list[str]]:
+                    buckets, pad_id: int, stop_ids, system: str = SYSTEM) -> Callable[[list[str]], list[str]]:
     """prompts -> greedy replies of the model `model_of()` returns (called per batch, so a
     self-judging policy uses its current weights), each prompt in the judge's chat format."""
 
@@ -35,7 +35,7 @@ def batch_generator(model_of: Callable[[], object], tokenizer, *, max_new_tokens
     def run(prompts: list[str]) -> list[str]:
         ids = []
         for p in prompts:
-            text = tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM},
+            text = tokenizer.apply_chat_template([{"role": "system", "content": system},
                                                   {"role": "user", "content": p}],
                                                  tokenize=False, add_generation_prompt=True)
             row = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], np.int32)

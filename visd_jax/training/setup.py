@@ -84,9 +84,12 @@ class RunInputs:
     ctx: RunContext
 
 
-def run_inputs(cfg, model_config, tokenizer, tok_dir, *, blocks_per_batch: int) -> RunInputs:
+def run_inputs(cfg, model_config, tokenizer, tok_dir, *, blocks_per_batch: int,
+               prompt_tokens: int | None = None) -> RunInputs:
     """`cfg.data`'s example settings, buckets and canvases for a model and its tokenizer;
-    `blocks_per_batch`: the most examples one batch holds (their vision blocks share canvases)."""
+    `blocks_per_batch`: the most examples one batch holds (their vision blocks share canvases);
+    `prompt_tokens`: a longer prompt budget than the run's, one bucket more (a benchmark's
+    questions are longer than the training prompts the buckets were sized for)."""
     # every special id from the tokenizer in use (a checkpoint's: 151643..), stop ids from
     # its generation_config.json; im_end ends a chat turn (SFT targets, teacher marker)
     ids = special_ids(tokenizer, tok_dir)
@@ -100,6 +103,10 @@ def run_inputs(cfg, model_config, tokenizer, tok_dir, *, blocks_per_batch: int) 
     token_buckets = tuple(d.token_buckets) or tuple(
         b for b in (128, 256, 512, 1024, 2048, 4096, 8192, 16384) if b < d.max_prompt_tokens
     ) + (d.max_prompt_tokens,)
+    while prompt_tokens and prompt_tokens > token_buckets[-1]:  # doubling: few compiles, little padding
+        token_buckets += (min(2 * token_buckets[-1], int(prompt_tokens)),)
+    # an example longer than the largest bucket is a bad record, not a batch that cannot be built
+    example_cfg = dataclasses.replace(example_cfg, max_tokens=token_buckets[-1])
     # ours: a 2-frame patch per 196 pixels of a frame pair; release: each frame (and key
     # frame) an image of its own, twice the patches; images may have their own budget
     slots = example_cfg.frame_slots
@@ -145,6 +152,17 @@ def build_data(cfg, workdir):
 HELDOUT_SEED_OFFSET = 1000  # the synthetic held-out split: scenes under another seed
 
 
+def heldout_synthetic(cfg, workdir):
+    """The synthetic held-out set (`data.SynthDataset`): the training set's settings under
+    another seed, `eval.examples` // 5 clips."""
+    import data
+
+    d = cfg.data
+    cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
+    return data.generate(str(cache), seed=d.synthetic_seed + HELDOUT_SEED_OFFSET,
+                         num_clips=max(1, cfg.eval.examples // 5), images=d.synthetic_images)
+
+
 def build_eval_data(cfg, workdir):
     """The evaluation records: the synthetic set under another seed (`eval.split` heldout),
     `eval.annotations` for STGR data (same video roots), or the TFDS split `eval.split`."""
@@ -152,11 +170,7 @@ def build_eval_data(cfg, workdir):
     if d.source == "synthetic":
         if e.split != "heldout":
             raise ValueError(f"config.eval.split={e.split!r}: the synthetic set has the 'heldout' split only")
-        import data
-
-        cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
-        ds = data.generate(str(cache), seed=d.synthetic_seed + HELDOUT_SEED_OFFSET,
-                           num_clips=max(1, e.examples // 5), images=d.synthetic_images)
+        ds = heldout_synthetic(cfg, workdir)
         return StgrSource(ds.annotations, ds.video_root)
     if d.source == "stgr":
         if not e.annotations:
