@@ -65,8 +65,9 @@ def _options(rng: np.random.Generator, correct: str, distractors: list[str]):
 
 
 def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str,
-                  video: str) -> list[dict]:
-    """The five video records (one per task type) for a rendered scene."""
+                  video: str, difficulty: int = 0) -> list[dict]:
+    """The five video records (one per task type) for a rendered scene. From difficulty 1
+    the temporal MCQ asks for the first or (half the time) the last object to appear."""
     objs = list(scene.objects)
     target = objs[int(rng.integers(len(objs)))]
     base = {"video": video, "duration": round(scene.duration, 3),
@@ -91,8 +92,9 @@ def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str
         **_key(scene, boxes, [target.first_frame, target.last_frame], [target.name]),
     })
 
-    # Temporal MCQ: which object enters first, with its window.
-    first = min(objs, key=lambda o: o.first_frame)
+    # Temporal MCQ: which object enters first (or last), with its window.
+    which = "last" if difficulty and rng.random() < 0.5 else "first"
+    first = (min if which == "first" else max)(objs, key=lambda o: o.first_frame)
     absent = [f"{c} {sh}" for c in sorted(COLOURS) for sh in SHAPES
               if f"{c} {sh}" not in {o.name for o in objs}]
     distract = [o.name for o in objs if o is not first]
@@ -101,7 +103,7 @@ def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str
     s, e = _window(scene, first)
     recs.append({
         "task": TASKS[2],
-        "question": f"Which object appears first in the video?\n{text}",
+        "question": f"Which object appears {which} in the video?\n{text}",
         "answer": f"{letter}\n[{s}, {e}]",
         **_key(scene, boxes, [first.first_frame, first.last_frame], [first.name]),
     })

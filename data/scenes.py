@@ -68,17 +68,41 @@ class Scene:
         return round(k / self.fps, 3)
 
 
+# colours a small, compressed frame confuses: a harder scene pairs its objects' colours so
+CONFUSABLE = (("red", "orange"), ("blue", "purple"), ("green", "cyan"), ("yellow", "white"))
+# difficulty -> (objects min, max; clip seconds x; radius x; paths cross the centre)
+DIFFICULTY = {0: (2, 3, 1.0, 1.0, False), 1: (3, 4, 1.5, 0.85, True), 2: (4, 4, 2.0, 0.7, True)}
+
+
+def _confusable_colours(rng: np.random.Generator, n: int) -> list[str]:
+    """n distinct colours made of whole confusable pairs (an odd n: one colour alone)."""
+    pairs = [CONFUSABLE[i] for i in rng.permutation(len(CONFUSABLE))]
+    out = [c for p in pairs[: (n + 1) // 2] for c in (p if rng.random() < 0.5 else p[::-1])]
+    return out[:n]
+
+
 def sample_scene(rng: np.random.Generator, *, width: int, height: int, fps: float,
                  min_seconds: float, max_seconds: float, min_objects: int = 2,
-                 max_objects: int = 3) -> Scene:
+                 max_objects: int = 3, difficulty: int = 0) -> Scene:
     """Draws a scene; objects get distinct colours, distinct shapes and distinct entry frames.
 
     Entry frames differ by at least half a second so "which appears first" has one answer,
     and every object stays visible for at least a second so it is sampled at 2 fps.
+    `difficulty` 1 and 2 (0 draws exactly what it always drew): more objects, colours in
+    confusable pairs (red/orange, blue/purple, ...), longer clips (the sampled frames lie
+    further apart), smaller objects, and paths through the centre, so objects occlude
+    each other (boxes stay each object's full extent).
     """
+    if difficulty not in DIFFICULTY:
+        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTY)}, got {difficulty!r}")
+    lo_n, hi_n, stretch, shrink, cross = DIFFICULTY[difficulty]
+    if difficulty:
+        min_objects, max_objects = lo_n, hi_n
+        min_seconds, max_seconds = min_seconds * stretch, max_seconds * stretch
     num_frames = int(round(rng.uniform(min_seconds, max_seconds) * fps))
     n_obj = int(rng.integers(min_objects, max_objects + 1))
-    colours = rng.choice(sorted(COLOURS), size=n_obj, replace=False)
+    colours = (rng.choice(sorted(COLOURS), size=n_obj, replace=False) if not difficulty
+               else np.asarray(_confusable_colours(rng, n_obj)))
     shapes = rng.choice(SHAPES, size=n_obj, replace=False)
     gap = max(int(round(0.5 * fps)), 1)
     min_len = int(round(1.0 * fps))
@@ -91,10 +115,15 @@ def sample_scene(rng: np.random.Generator, *, width: int, height: int, fps: floa
         first = int(entries[j])
         last = int(rng.integers(min(first + min_len, num_frames - 1), num_frames))
         radius = int(rng.integers(max(height // 12, 6), max(height // 7, 8) + 1))
+        if difficulty:
+            radius = max(int(radius * shrink), 5)
         lo = np.array([radius + 1, radius + 1], float)
         hi = np.array([width - radius - 2, height - radius - 2], float)
         start = rng.uniform(lo, hi)
         end = rng.uniform(lo, hi)
+        if cross:  # through the centre: the objects' paths meet there, and the later drawn hides
+            centre = np.array([width / 2, height / 2])
+            end = np.clip(2 * centre - start + rng.uniform(-radius, radius, 2), lo, hi)
         # Make the horizontal motion clear enough to describe in words.
         if abs(end[0] - start[0]) < width / 4:
             end[0] = hi[0] if start[0] < width / 2 else lo[0]

@@ -10,6 +10,9 @@ from experiments import visd_v5e
 VARIANTS = (*visd_v5e.VARIANTS, "release")
 
 
+REF_KL_BETA = 0.04  # run_grpo_video.sh --beta
+
+
 def get_config(arg: str | None = None):
     variant = arg or "local"
     if variant not in VARIANTS:
@@ -19,7 +22,7 @@ def get_config(arg: str | None = None):
     c.variant = variant
     # the release trains with a KL to the frozen initial policy (run_grpo_video.sh --beta 0.04,
     # TRL's k3 per token); VISD and the main job use none
-    c.rl.ref_kl_beta = 0.04
+    c.rl.ref_kl_beta = REF_KL_BETA
     if variant == "local":
         c.workdir = "workdir/visioncoach_local"
     if variant == "release":

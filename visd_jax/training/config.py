@@ -48,7 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
         # "STR=dir,STR_plm=dir2,gqa=dir3" or one directory; relative ones under video_root
         media_roots="", keyframe_roots="",
         # synthetic_images: add the set's visual-QA image records (one per clip)
-        synthetic_examples=64, synthetic_seed=0, cache_dir="", synthetic_images=False,
+        # synthetic_difficulty: 0 (the set as it always was), 1, 2: harder scenes (data/scenes.py)
+        synthetic_examples=64, synthetic_seed=0, cache_dir="", synthetic_images=False, synthetic_difficulty=0,
+        order_seed=-1,  # the shuffle's seed; -1: the run's seed
         fps=2.0, min_frames=4, max_frames=8, max_pixels=128 * 28 * 28, min_pixels=4 * 28 * 28,
         num_workers=0, bad_records="skip", max_prompt_tokens=16384,
         # stop (with the reasons) once more than this share of the records read were bad
@@ -226,6 +228,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.cache_dir", lambda v: isinstance(v, str), "a path or ''"),
     ("data.synthetic_images", _bool, "true or false"),
     ("data.synthetic_seed", _int, "an int"),
+    ("data.order_seed", lambda v: _int(v) and v >= -1, "an int >= -1 (-1: the run's seed)"),
+    ("data.synthetic_difficulty", lambda v: v in (0, 1, 2) and not isinstance(v, bool), "0, 1 or 2"),
     ("sft.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
     ("rl.warmup_steps", lambda v: _int(v) and v >= 0, "an int >= 0"),
     ("rl.weight_decay", _nonneg, "a number >= 0"),

@@ -141,7 +141,7 @@ def build_data(cfg, workdir):
 
         cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
         ds = data.generate(str(cache), seed=d.synthetic_seed, num_clips=max(1, d.synthetic_examples // 5),
-                           images=d.synthetic_images)
+                           images=d.synthetic_images, difficulty=d.synthetic_difficulty)
         return StgrSource(ds.annotations, ds.video_root)
     if d.source == "stgr":
         return StgrSource(d.annotations, d.video_root or None, media_roots=d.media_roots or None,
@@ -160,7 +160,8 @@ def heldout_synthetic(cfg, workdir):
     d = cfg.data
     cache = epath.Path(d.cache_dir) if d.cache_dir else epath.Path(workdir) / "data"
     return data.generate(str(cache), seed=d.synthetic_seed + HELDOUT_SEED_OFFSET,
-                         num_clips=max(1, cfg.eval.examples // 5), images=d.synthetic_images)
+                         num_clips=max(1, cfg.eval.examples // 5), images=d.synthetic_images,
+                         difficulty=d.synthetic_difficulty)
 
 
 def build_eval_data(cfg, workdir):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import jax
@@ -80,8 +81,11 @@ class Trainer:
             buckets=self.buckets, batch_size=bs, policy=d.bad_records, seed=seed, num_epochs=None,
             max_bad_fraction=d.max_bad_fraction,
             drop_remainder=True, workers=d.num_workers, shard_index=0, shard_count=1)
-        self.sft_iter = make_iterator(self.source, pipe(cfg.sft.batch_size, cfg.seed + 1)) if self.sft_steps else None
-        self.rl_iter = make_iterator(self.source, pipe(cfg.rl.prompts_per_step, cfg.seed)) if self.rl_steps else None
+        # data.order_seed >= 0 fixes the data order apart from the run's seed (a study compares
+        # methods and seeds on the same prompts in the same order); -1: the run's seed
+        order = d.order_seed if d.order_seed >= 0 else cfg.seed
+        self.sft_iter = make_iterator(self.source, pipe(cfg.sft.batch_size, order + 1)) if self.sft_steps else None
+        self.rl_iter = make_iterator(self.source, pipe(cfg.rl.prompts_per_step, order)) if self.rl_steps else None
 
         self.sft_opt, _ = make_optimizer(lr=cfg.sft.lr, total_steps=max(1, self.sft_steps),
                                          warmup_steps=min(cfg.sft.warmup_steps, max(0, self.sft_steps - 1)),
@@ -365,7 +369,9 @@ class Trainer:
                          temperature=float(e.temperature), top_p=float(e.top_p), seed=self.cfg.seed,
                          programs=self.programs, progress=False, write=self.main)
         out.update({f"eval/{k}": v for k, v in s.get("all", {}).items() if k != "n"})
-        out.update({f"eval/{task}/total": v["total"] for task, v in s["tasks"].items()})
+        # task names as TensorBoard tag characters ("temporal QA (MCQ)" -> temporal_QA_MCQ)
+        out.update({f"eval/{'_'.join(re.findall(r'[A-Za-z0-9-]+', task))}/total": v["total"]
+                    for task, v in s["tasks"].items()})
         out["eval/examples"] = float(s["examples"])
         return out
 
