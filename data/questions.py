@@ -37,6 +37,16 @@ def _key(scene: Scene, boxes, frames: list[int], names: list[str]) -> dict:
     return {"key_frames": key_frames, "key_items": key_items}
 
 
+def _merge(keys: list[dict]) -> dict:
+    """One record's key_frames / key_items from several `_key` results."""
+    frames, items = {}, {}
+    for k in keys:
+        frames.update({kf["idx"]: kf for kf in k["key_frames"]})
+        for f, objs in k["key_items"].items():
+            items.setdefault(f, {}).update(objs)
+    return {"key_frames": [frames[i] for i in sorted(frames)], "key_items": items}
+
+
 def _window(scene: Scene, obj: SceneObject) -> list[float]:
     return [scene.time(obj.first_frame), scene.time(obj.last_frame)]
 
@@ -116,7 +126,10 @@ def video_records(scene: Scene, boxes, rng: np.random.Generator, *, clip_id: str
         "task": TASKS[3],
         "question": f"How many different objects appear in the video?\n{text}",
         "answer": letter,
-        **_key(scene, boxes, [_mid(o) for o in objs], [o.name for o in objs]),
+        **(_key(scene, boxes, [_mid(o) for o in objs], [o.name for o in objs]) if not difficulty
+           # each key frame its own object's box: four objects' boxes on each of four key frames
+           # would overflow the sampled frame they land on (max_boxes)
+           else _merge([_key(scene, boxes, [_mid(o)], [o.name]) for o in objs])),
     })
 
     # General free-form: the colour of a named shape.

@@ -52,7 +52,7 @@ def combine(*, acc: float, tiou_chain1: float, tiou_chain2: float, viou_chain1: 
     v = (_fraction("viou_chain1", viou_chain1), _fraction("viou_chain2", viou_chain2))
 
     def nlog(m: float) -> float:
-        return -math.log(max(1.0 - m, eps))
+        return -math.log(max(1.0 - m, eps)) + 0.0  # + 0.0: a zero metric gives 0, not -0
 
     am = [(a + t[c] + v[c]) / 3 for c in range(2)]
     lgm = [(nlog(a) + nlog(t[c]) + nlog(v[c])) / 3 for c in range(2)]
