@@ -89,3 +89,12 @@ def test_vstar_chains_on_a_policy_resume_and_rescore(tmp_path, trained):
     rows = read_predictions(str(tmp_path / "whole" / PREDICTIONS))
     assert again["metrics"] == whole["metrics"] == vstar.evaluate(rows)  # the table is the file's
     assert set(rows[0]["completions"]) == {"vqa", "temporal", "spatial", "spatial_2", "temporal_2"}
+    # a judge model (here the policy itself) rates the "what" answers with V-STaR's prompt; a
+    # reply that is not a rating counts as 0 and is counted
+    from experiments.evaluate import judge_of
+
+    cfg.eval.judge = "policy"
+    judged = evaluate_vstar(lambda: p.model, vset, io, str(tmp_path / "judged"), judge=judge_of(cfg, p), limit=1, **kw)
+    row = read_predictions(str(tmp_path / "judged" / PREDICTIONS))[0]
+    assert row["judge"] == "model" and row["judge_score"] in (0, 1, 2, 3)
+    assert 0 <= judged["judge_unreadable"] <= 1 and judged["items"] == 1
