@@ -108,7 +108,8 @@ def run_vstar(cfg, p) -> dict:
     max_new = e.max_new_tokens or cfg.rl.max_new_tokens
     print(f"V-STaR: {len(vset)} items from {vset.annotations}, judge {e.judge}", flush=True)
     out = evaluate_vstar(lambda: p.model, vset, io, cfg.workdir, items_per_call=per_call, max_new_tokens=max_new,
-                         judge=judge_of(cfg, p), temperature=float(e.temperature), top_p=float(e.top_p),
+                         judge=judge_of(cfg, p), rescale=e.vstar_boxes == "rescale",
+                         temperature=float(e.temperature), top_p=float(e.top_p),
                          seed=cfg.seed, limit=e.vstar_items or None, progress=cfg.log.progress)
     print(vstar.table(out["metrics"]), flush=True)
     print(f"V-STaR predictions: {epath.Path(cfg.workdir) / PREDICTIONS} ({out['items']} items, "

@@ -42,6 +42,7 @@ def test_bad_items_are_named(bad, field):
 @pytest.mark.parametrize("text, span", [
     ("<think>at 1:00 it starts</think><answer>From <t>2.5</t>s to <t>4</t>s</answer>", [2.5, 4.0]),
     ("From 0:03 to 0:05.", [3.0, 5.0]),  # mm:ss read as seconds
+    ("From 1:30 to 11:30", None),  # the release replaces "1:30" inside "11:30" too: three numbers
     ("<answer>From 1 to 2 or 3</answer>", None),  # not exactly two numbers
     ("no numbers", None)])
 def test_parse_span(text, span):
@@ -50,25 +51,35 @@ def test_parse_span(text, span):
 
 def test_parse_boxes_forms_and_scaling():
     size = dict(input_size=(100, 50), video_size=(200, 100))  # the model saw a half-size frame
-    want = {"3": [0.0, 0.0, 100.0, 50.0], "4": [100.0, 50.0, 200.0, 100.0]}
-    forms = ['<answer>{"3": [0, 0, 50, 25], "4.0": [50, 25, 100, 50]}</answer>',
+    want = {"3": [[0.0, 0.0, 100.0, 50.0]], "4": [[100.0, 50.0, 200.0, 100.0]]}
+    forms = ['<answer>{"3": [0, 0, 50, 25], "4": [50, 25, 100, 50]}</answer>',
              "```json\n[{'3': [0, 0, 50, 25]}, {'4': [[50, 25, 100, 50]]}]\n```",
              '[["3", [0, 0, 50, 25]], [4, [50, 25, 100, 50]], [5, [1, 2]]]']  # [1, 2] is no box: dropped
     for text in forms:
         assert vp.parse_boxes(text, **size) == want, text
+    assert vp.parse_boxes('{"3": [0, 0, 50, 25]}', **size, rescale=False) == {"3": [[0.0, 0.0, 50.0, 25.0]]}
+    # several boxes for a second: all kept (the scorer takes the best); keys as written
+    two = vp.parse_boxes('{"3.0": [[0, 0, 5, 5], [0, 0, 50, 25], [1, 2]]}', **size)
+    assert two == {"3.0": [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 100.0, 50.0]]}
     assert vp.parse_boxes("I cannot see it", **size) is None
     assert vp.parse_boxes("{not json}", **size) is None
-    # cut off inside the JSON: the release's bracket repair cannot mend it, so it scores 0 there too
+    # cut off inside the JSON, or a list the release's repair returns as a list: nothing scored
     assert not vp.parse_boxes('{"3": [0, 0, 50, 25], "4": [50, 25', **size)
+    assert vp.parse_boxes('[3, [0, 0, 10, 10]], [4, [0, 0, 10, 10]]]', **size) is None
+    # replies that would crash a parser: nothing, not an exception
+    assert vp.parse_boxes("{" + '"3": [' * 5000 + "}", **size) is None
+    assert vp.parse_boxes('{"3": [1e999, 0, 5, 5]}', **size) == {}
+    assert vp.parse_span("1" * 5000 + ":00 to 5") is None
 
 
 def test_judges():
     assert vp.match_score("A red umbrella.", "The man holds a red umbrella") == 3
-    assert vp.match_score("A red umbrella.", "an umbrella") == 2  # F1 of {red, umbrella} vs {umbrella}
-    assert vp.match_score("A red umbrella.", "a red hat and a blue coat") == 1
+    assert vp.match_score("A red umbrella.", "an umbrella") == 1  # half the content words: not correct
+    assert vp.match_score("The ball is red.", "The ball is orange.") == 1  # the colour is the answer
     assert vp.match_score("A red umbrella.", "nothing") == 0
     assert vp.match_score("B", "B. two") == 3 and vp.match_score("B", "A") == 0
-    assert [vp.judge_reply_score(r) for r in ("2", " 3\n", "two", "5")] == [2, 3, -1, -1]
+    # V-STaR: the reply read as an int, >= 2 correct; no int is -1 (counted 0)
+    assert [vp.judge_reply_score(r) for r in ("2", " 3\n", "two", "5", None)] == [2, 3, -1, 5, -1]
     assert vp.judge_prompt("q", "g", "c") == "Question: q\nGroundtruth answer: g\nCandidate answer: c\nYour response: "
 
 
@@ -86,3 +97,15 @@ def test_an_item_row_scores_to_hand_computed_metrics(tmp_path):
     assert (m["Acc"], m["tIoU1"], m["tIoU2"], m["vIoU1"], m["vIoU2"]) == pytest.approx((1, 0.5, 0, 0.75, 0))
     assert m["R1@tIoU0.5"] == 1 and m["R1@tIoU0.7"] == 0 and m["AP1@vIoU0.7"] == 0.5
     assert m["AM1"] == pytest.approx(100 * 2.25 / 3) and m["mAM"] == pytest.approx(100 * (2.25 + 1) / 6)
+
+
+def test_empty_answers_and_unanswered_items_count_as_v_star_counts_them():
+    row = {"judge_score": 3, "gt_span": [0, 2], "pred_span_1": [0, 2], "pred_span_2": [0, 1],
+           "gt_boxes": [["1", [0, 0, 2, 2]], ["1", [0, 0, 4, 4]]], "pred_boxes_1": {"1": [[0, 0, 2, 2]]},
+           "pred_boxes_2": None, "answer_vqa": "yes"}
+    empty = {**row, "answer_vqa": "", "pred_span_1": None}  # V-STaR skips it: wrong, in no mean
+    m = vstar.evaluate([row, empty], unanswered=2)  # and two items that could not be asked
+    assert m["Acc"] == pytest.approx(1 / 4) and m["tIoU1"] == 1.0 and m["tIoU2"] == pytest.approx(0.5)
+    assert m["vIoU1"] == pytest.approx((1 + 0.25) / 2)  # one gold second twice: each box its own frame
+    with pytest.raises(ValueError, match="judge_score must be a number"):
+        vstar.evaluate([{**row, "judge_score": None}])

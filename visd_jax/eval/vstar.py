@@ -114,17 +114,27 @@ def visual_iou(gt_boxes: dict, pred_boxes) -> float:
     return float(np.mean(ious)) if ious else 0.0
 
 
-def evaluate(samples: list[dict]) -> dict[str, float]:
-    """All V-STAR numbers (fractions, except the `combine` keys which are x100)."""
+def evaluate(samples: list[dict], *, unanswered: int = 0) -> dict[str, float]:
+    """All V-STAR numbers (fractions, except the `combine` keys which are x100).
+
+    As V-STaR's scorer: a row whose "answer_vqa" is present but empty is wrong and takes no
+    part in the tIoU / vIoU means; `unanswered` items (no row: video missing, say) add to
+    Acc's denominator only."""
     if not samples:
         raise ValueError("predictions: no samples")
     acc, out = [], {}
     per_chain = {1: {"tiou": [], "viou": [], "ap": []}, 2: {"tiou": [], "viou": [], "ap": []}}
     for i, s in enumerate(samples):
+        if "answer_vqa" in s and not s["answer_vqa"]:
+            acc.append(False)
+            continue
         if "correct" in s:
             acc.append(bool(s["correct"]))
         elif "judge_score" in s:
-            acc.append(float(s["judge_score"]) >= 2)
+            v = s["judge_score"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"predictions[{i}] (id {s.get('id')!r}): judge_score must be a number, got {v!r}")
+            acc.append(float(v) >= 2)
         else:
             raise ValueError(f"predictions[{i}] (id {s.get('id')!r}): needs 'correct' or "
                              f"'judge_score'")
@@ -134,16 +144,20 @@ def evaluate(samples: list[dict]) -> dict[str, float]:
             per_chain[c]["viou"].append(float(np.mean(ious)) if ious else 0.0)
             per_chain[c]["ap"].append([float(np.mean([x >= t for x in ious])) if ious else 0.0
                                        for t in VIOU_THRESHOLDS])
-    out["Acc"] = float(np.mean(acc))
+    out["Acc"] = float(np.sum(acc) / (len(acc) + unanswered))
+
+    def mean(x) -> float:
+        return float(np.mean(x)) if len(x) else 0.0
+
     for c in (1, 2):
         tious = np.asarray(per_chain[c]["tiou"])
-        out[f"tIoU{c}"] = float(tious.mean())
+        out[f"tIoU{c}"] = mean(tious)
         for t in TIOU_THRESHOLDS:
-            out[f"R{c}@tIoU{t}"] = float((tious >= t).mean())
-        out[f"vIoU{c}"] = float(np.mean(per_chain[c]["viou"]))
-        aps = np.asarray(per_chain[c]["ap"]).mean(axis=0)
-        for t, ap in zip(VIOU_THRESHOLDS, aps):
-            out[f"AP{c}@vIoU{t}"] = float(ap)
+            out[f"R{c}@tIoU{t}"] = mean(tious >= t)
+        out[f"vIoU{c}"] = mean(per_chain[c]["viou"])
+        aps = np.asarray(per_chain[c]["ap"]).reshape(-1, len(VIOU_THRESHOLDS))
+        for k, t in enumerate(VIOU_THRESHOLDS):
+            out[f"AP{c}@vIoU{t}"] = mean(aps[:, k])
     out.update(combine(acc=out["Acc"], tiou_chain1=out["tIoU1"], tiou_chain2=out["tIoU2"],
                        viou_chain1=out["vIoU1"], viou_chain2=out["vIoU2"]))
     return out

@@ -83,28 +83,33 @@ def _examples(item: dict, rid: str, video: pathlib.Path, cfg) -> list[dict]:
     return out
 
 
-def score_item(item: dict, rid: str, texts: dict[str, str], input_size, judge_score: int, judge: str) -> dict:
+def score_item(item: dict, rid: str, texts: dict[str, str], input_size, judge_score: int, judge: str, *,
+               rescale: bool = True) -> dict:
     """The predictions row of one item from its five completions (host only, no model)."""
     size = (int(item["width"]), int(item["height"]))
-    gt_boxes = [[vp.second_key(b["timestamp"]), [b["xmin"], b["ymin"], b["xmax"], b["ymax"]]]
-                for b in item["bboxes"]]
+    # gold frames keyed as V-STaR's scorer keys them: str(timestamp)
+    gt_boxes = [[str(b["timestamp"]), [b["xmin"], b["ymin"], b["xmax"], b["ymax"]]] for b in item["bboxes"]]
+    boxes = dict(input_size=input_size, video_size=size, rescale=rescale)
     return {"id": rid, "vid": item["vid"], "completions": texts, "answer_vqa": vp.answer_text(texts["vqa"]),
             "judge_score": judge_score, "judge": judge, "gt_span": list(item["timestamps"]),
             "pred_span_1": vp.parse_span(texts["temporal"]), "pred_span_2": vp.parse_span(texts["temporal_2"]),
             "gt_boxes": gt_boxes,
-            "pred_boxes_1": vp.parse_boxes(texts["spatial"], input_size=input_size, video_size=size),
-            "pred_boxes_2": vp.parse_boxes(texts["spatial_2"], input_size=input_size, video_size=size),
+            "pred_boxes_1": vp.parse_boxes(texts["spatial"], **boxes),
+            "pred_boxes_2": vp.parse_boxes(texts["spatial_2"], **boxes),
             "input_size": list(input_size)}
 
 
 def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int, max_new_tokens: int,
-                   judge="match", temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                   judge="match", rescale: bool = True, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                    limit: int | None = None, programs=None, progress: bool = True, stop_after: int | None = None,
                    write: bool = True) -> dict:
     """Appends a row for every item of `vset` not yet in `out_dir`/vstar_predictions.jsonl and
     returns the V-STaR metrics of the whole file (`vstar.evaluate`) with counts and speed.
     `io.ctx` must hold 5 x `items_per_call` prompts' vision blocks (`run_inputs(blocks_per_batch=)`).
-    `judge`: "match", or prompts -> replies (V-STaR's judge system prompt is `vp.JUDGE_SYSTEM`)."""
+    `judge`: "match", or prompts -> replies (V-STaR's judge system prompt is `vp.JUDGE_SYSTEM`);
+    a file written under another judge is refused. `rescale`: boxes to video pixels (False:
+    as the release's script scores them). Items that cannot be asked count against Acc, as
+    V-STaR's scorer counts an item without an answer."""
     import jax
     from etils import epath
     from tqdm import tqdm
@@ -118,15 +123,21 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
     path = out_dir / PREDICTIONS
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
-    kept = read_predictions(path) if write else []
-    done = {r["id"] for r in kept}
     n = len(vset) if limit is None else min(limit, len(vset))
+    ids = {vset.item_id(i) for i in range(n)}
+    judge_name = judge if isinstance(judge, str) else "model"
+    kept = [r for r in (read_predictions(path) if write else []) if r["id"] in ids]
+    other = {r.get("judge") for r in kept} - {judge_name}
+    if other:
+        raise ValueError(f"{path}: rows judged by {sorted(other)}, this run judges with {judge_name!r}; "
+                         f"use another work directory (Acc must come from one judge)")
+    done = {r["id"] for r in kept}
     todo = [i for i in range(n) if vset.item_id(i) not in done]
     cfg = dataclasses.replace(io.example_cfg, system=vp.SYSTEM, prompt="")
     sampler = ModelSampler(model_fn, max_new_tokens, temperature, top_p, None, io.ids.stop, io.ids.pad,
                            io.ids.media, programs or Programs())
     width = len(vp.QUESTIONS) * items_per_call  # prompts per call: one static batch shape
-    key, bad, judge_name = jax.random.key(seed), [], judge if isinstance(judge, str) else "model"
+    key, bad = jax.random.key(seed), []
     invalid = 0
     bar = tqdm(total=len(todo), desc="V-STaR", unit="item", disable=not progress)
     t0, tokens, asked = time.perf_counter(), 0, 0
@@ -151,14 +162,19 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
             asked += len(examples)
             texts = [dict(zip(vp.QUESTIONS, ro.texts[k * 5:(k + 1) * 5])) for k in range(len(ready))]
             answers = [vp.answer_text(t["vqa"]) for t in texts]
+            asks = [k for k, a in enumerate(answers) if a]  # V-STaR does not judge an empty answer
+            scores = [0] * len(answers)
             if judge == "match":
-                scores = [vp.match_score(it["answer"], a) for (_, it, _), a in zip(ready, answers)]
-            else:
-                replies = judge([vp.judge_prompt(it["question"], it["answer"], a) for (_, it, _), a in zip(ready, answers)])
-                scores = [vp.judge_reply_score(r) for r in replies]
-                invalid += sum(s < 0 for s in scores)
-                scores = [max(s, 0) for s in scores]  # V-STaR counts an unreadable rating as 0
-            rows = [score_item(it, rid, t, tuple(exs[0]["meta"]["image_size"]), s, judge_name)
+                for k in asks:
+                    scores[k] = vp.match_score(ready[k][1]["answer"], answers[k])
+            elif asks:
+                replies = judge([vp.judge_prompt(ready[k][1]["question"], ready[k][1]["answer"], answers[k])
+                                 for k in asks])
+                for k, r in zip(asks, replies):
+                    v = vp.judge_reply_score(r)
+                    invalid += v < 0
+                    scores[k] = max(v, 0)  # V-STaR counts an unreadable rating as 0
+            rows = [score_item(it, rid, t, tuple(exs[0]["meta"]["image_size"]), s, judge_name, rescale=rescale)
                     for (rid, it, exs), t, s in zip(ready, texts, scores)]
             kept += rows
             if write:
@@ -166,14 +182,15 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
                     f.writelines(json.dumps(r) + "\n" for r in rows)
         bar.update(len(chunk))
     bar.close()
-    if bad and write:
+    if bad and write:  # each unusable item once, however often a resume retries it
+        seen = {b["id"] for b in read_predictions(out_dir / BAD)}
         with (out_dir / BAD).open("a") as f:
-            f.writelines(json.dumps(b) + "\n" for b in bad)
+            f.writelines(json.dumps(b) + "\n" for b in bad if b["id"] not in seen)
     if not kept:
         reasons = Counter(b["reason"][:120] for b in bad)
         raise ValueError(f"V-STaR: no usable item among {n} in {vset.annotations}; reasons: {dict(reasons)}")
     dt = time.perf_counter() - t0
-    return {"metrics": vstar.evaluate(kept), "items": len(kept), "unusable": len(bad), "judge": judge_name,
+    return {"metrics": vstar.evaluate(kept, unanswered=len(bad)), "items": len(kept), "unusable": len(bad), "judge": judge_name,
             "judge_unreadable": invalid,
             "throughput": {"questions": asked, "seconds": dt, "items_per_s": asked / 5 / max(dt, 1e-9),
                            "completion_tokens_per_s": tokens / max(dt, 1e-9)}}

@@ -15,11 +15,12 @@ question), the answer parsers (`parse_span`, `parse_boxes`: the release's rules,
 functions of the text alone) and the answer judges (`match_score` offline, `judge_prompt`
 for a judge model). Scoring is `visd_jax.eval.vstar.evaluate`.
 
-Boxes: the policy answers in the pixels of its input frames; `parse_boxes` maps them to the
-annotation's width x height. (The release's script defines that mapping but never calls it,
-so its vIoU compares boxes from two pixel frames unless the input has the video's size.)
-Gold box frames are matched to answer keys by number ("3" and 3.0 are the same second); the
-reference evaluator matches `str(timestamp)`, the same for the integer timestamps V-STaR has.
+Where this differs from the release, it says so: boxes are mapped from the policy's input
+pixels to the annotation's width x height (`parse_boxes(rescale=True)`; the release's
+script defines that mapping and never calls it, so its vIoU compares boxes from two pixel
+frames unless the input has the video's size; `eval.vstar_boxes=release` scores as it does),
+and unusable replies (numbers too long for int, JSON nested past the recursion limit)
+parse to nothing instead of stopping the run.
 """
 from __future__ import annotations
 
@@ -60,15 +61,16 @@ def check_item(item, index: int | None = None) -> dict:
     for key, t in REQUIRED.items():
         if not _is(item.get(key), t):
             raise VStarError(f"{where}: '{key}' must be {getattr(t, '__name__', 'a number')}, got {item.get(key)!r}")
-    if item["fps"] <= 0 or item["frame_count"] <= 0 or item["width"] <= 0 or item["height"] <= 0:
-        raise VStarError(f"{where}: fps, frame_count, width and height must be positive")
+    if not (math.isfinite(item["fps"]) and item["fps"] > 0 and item["frame_count"] > 0 and item["width"] > 0
+            and item["height"] > 0) or not math.isfinite(item["frame_count"] / item["fps"]):
+        raise VStarError(f"{where}: fps, frame_count, width and height must be positive and finite")
     ts = item["timestamps"]
     if len(ts) != 2 or not all(_is(t, (int, float)) and math.isfinite(t) for t in ts) or ts[0] > ts[1]:
         raise VStarError(f"{where}: 'timestamps' must be [start, end] seconds with start <= end, got {ts!r}")
     if not item["bboxes"]:
         raise VStarError(f"{where}: 'bboxes' is empty (vIoU needs at least one gold box)")
     for b in item["bboxes"]:
-        if not isinstance(b, dict) or not all(_is(b.get(k), (int, float))
+        if not isinstance(b, dict) or not all(_is(b.get(k), (int, float)) and math.isfinite(b[k])
                                               for k in ("timestamp", "xmin", "ymin", "xmax", "ymax")):
             raise VStarError(f"{where}: a box needs numbers timestamp, xmin, ymin, xmax, ymax; got {b!r}")
     return item
@@ -95,8 +97,8 @@ def prompt(item: dict, question: str) -> str:
         return (f"Answer the question about the video: {item['question']} \n (If the answer is a person, you "
                 f"don't need to identify the person.)" + THINK + _GROUNDED)
     if question in ("temporal", "temporal_2"):
-        head = (f"This video is {length} seconds long" + ("." if question == "temporal" else
-                f" with a resolution of {w}x{h} (width x height)."))
+        head = (f"This video is {length} seconds long" + (". " if question == "temporal" else
+                f" with a resolution of {w}x{h} (width x height). "))
         body = f"\nAnswer the question about the video: {item['temporal_question']} \n"
         if question == "temporal_2":
             boxes = gold_boxes(item)
@@ -108,7 +110,7 @@ def prompt(item: dict, question: str) -> str:
     if question == "spatial":
         rng = _time_range(item)
         first = rng[0] if rng else 0
-        return (f"Please answer the question about the video: {item['spatial_question']} with a series of "
+        return (f"\nPlease answer the question about the video: {item['spatial_question']} with a series of "
                 f"bounding boxes in [x1, y1, x2, y2] format.\n{THINK}\nIn the answer part, for each whole second "
                 f"within the time range {rng} provided (inclusive of the boundaries), output a series of bounding "
                 f"boxes of the object in JSON format. The keys should be the whole seconds (as strings), and the "
@@ -116,7 +118,7 @@ def prompt(item: dict, question: str) -> str:
                 f"Example output of the answer part: {{\"{first}\": [x1, y1, x2, y2],...}}\n")
     if question == "spatial_2":
         n = len(item["bboxes"])
-        return (f"Please answer the question about the video: {item['spatial_question_2']} with a series of "
+        return (f"\nPlease answer the question about the video: {item['spatial_question_2']} with a series of "
                 f"bounding boxes in [x1, y1, x2, y2] format.\n{THINK}\nIn the answer part, for each whole second "
                 f"that may related to the question, output a series of bounding boxes of the object in JSON "
                 f"format. You only need to output {n} bbox(es). You need to determine which frame is related to "
@@ -129,7 +131,7 @@ def prompt(item: dict, question: str) -> str:
 
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_MMSS = re.compile(r"(\d+):(\d+)")
+_MMSS = re.compile(r"(\d+:\d+)")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
 
@@ -140,10 +142,17 @@ def answer_text(text: str) -> str:
 
 
 def parse_span(text: str) -> list[float] | None:
-    """[start, end] seconds: mm:ss read as seconds, then exactly two numbers, else None."""
-    a = _MMSS.sub(lambda m: f"<t>{int(m.group(1)) * 60 + int(m.group(2))}</t>s", answer_text(text))
-    nums = _NUMBER.findall(a)
-    return [float(nums[0]), float(nums[1])] if len(nums) == 2 else None
+    """[start, end] seconds as the release reads them: each mm:ss replaced (in order, as plain
+    text) by its seconds, then exactly two numbers, else None."""
+    a = answer_text(text)
+    try:
+        for ts in _MMSS.findall(a):
+            m, sec = (int(x) for x in ts.split(":"))
+            a = a.replace(ts, f"<t>{m * 60 + sec}</t>s")
+        nums = _NUMBER.findall(a)
+        return [float(nums[0]), float(nums[1])] if len(nums) == 2 else None
+    except ValueError:  # a number too long for int(): no span, as no parse
+        return None
 
 
 def _balance(s: str) -> str:
@@ -161,62 +170,63 @@ def _json_span(a: str) -> str | None:
     return m.group(1).strip().replace("'", '"') if m else None
 
 
-def _as_box(v) -> list[float] | None:
-    # the release unwraps [[box]] and [key, box] before reading four numbers
-    if isinstance(v, list) and len(v) == 1:
-        v = v[0]
-    if isinstance(v, list) and len(v) == 2:
-        v = v[1]
-    if isinstance(v, list) and len(v) == 4 and all(_is(x, (int, float)) for x in v):
-        return [float(x) for x in v]
-    return None
+def _number(x) -> bool:
+    return _is(x, (int, float)) and math.isfinite(x)
 
 
-def parse_boxes(text: str, *, input_size: tuple[int, int], video_size: tuple[int, int]) -> dict | None:
-    """{second: [x1, y1, x2, y2] in video pixels} from the answer's JSON, or None.
+def boxes_of(value) -> list[list[float]]:
+    """Every [x1, y1, x2, y2] an answer gives for one second: one box, or a list of them (the
+    reference scorer takes the best; anything else in the list scores 0 there)."""
+    if isinstance(value, list) and len(value) == 4 and all(_number(x) for x in value):
+        return [[float(x) for x in value]]
+    if isinstance(value, list):
+        return [[float(x) for x in b] for b in value
+                if isinstance(b, list) and len(b) == 4 and all(_number(x) for x in b)]
+    return []
 
-    Accepts a dict, a list of one-key dicts, or a list of [second, box] pairs (the forms the
-    release reads); an unparsable span gets the release's one repair (bracket counts evened
-    out), which mends a missing leading bracket, not an answer cut off inside its JSON. Keys are normalised to numbers written
-    without a trailing .0; entries whose value is not a box are dropped."""
-    span = _json_span(answer_text(text))
-    if span is None:
-        return None
+
+def _release_json(span: str):
+    """The release's `extract_bounding_boxes` on a JSON span: a dict, or None where it
+    returns a list (its repaired lists) or nothing, which the reference scorer scores 0."""
     try:
         data = json.loads(span)
-    except json.JSONDecodeError:
+        if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+            merged = {}
+            for d in data:
+                merged.update(d)
+            return merged
+        if isinstance(data, list):
+            return {str(p[0]): p[1] for p in data}  # [second, box] pairs; anything else raises
+        return data if isinstance(data, dict) else None
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError):
         try:
             data = json.loads(_balance(span))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None
-    if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
-        merged = {}
-        for d in data:
-            merged.update(d)
-        data = merged
-    elif isinstance(data, list):
-        data = {str(p[0]): p[1] for p in data if isinstance(p, list) and len(p) == 2}
-    if not isinstance(data, dict):
+        return data if isinstance(data, dict) else None
+
+
+def parse_boxes(text: str, *, input_size: tuple[int, int], video_size: tuple[int, int],
+                rescale: bool = True) -> dict | None:
+    """{second key: [[x1, y1, x2, y2], ...]} from the answer's JSON, or None.
+
+    The release's reading: a ```json block or the outermost bracketed span, ' as ", a dict,
+    a list of one-key dicts or of [second, box] pairs, one bracket-count repair. Keys are
+    kept as written (the scorer matches them to `str(timestamp)`). `rescale`: boxes from
+    the model's input pixels (`input_size`) to the video's (`video_size`); False keeps them
+    as given, which is what the release's script scores."""
+    span = _json_span(answer_text(text))
+    data = _release_json(span) if span is not None else None
+    if data is None:
         return None
     (iw, ih), (w, h) = input_size, video_size
+    sx, sy = (w / iw, h / ih) if rescale and iw > 0 and ih > 0 else (1.0, 1.0)
     out = {}
     for k, v in data.items():
-        box, key = _as_box(v), second_key(k)
-        if box is None or key is None:
-            continue
-        out[key] = [box[0] / iw * w, box[1] / ih * h, box[2] / iw * w, box[3] / ih * h]
+        boxes = boxes_of(v)
+        if boxes:
+            out[str(k)] = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in boxes]
     return out
-
-
-def second_key(k) -> str | None:
-    """A frame key as a canonical string: "3", 3 and 3.0 -> "3"; 2.5 -> "2.5"; else None."""
-    try:
-        x = float(k)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(x):
-        return None
-    return str(int(x)) if x == int(x) else repr(x)
 
 
 # --- the VQA judge ---------------------------------------------------------------------------
@@ -238,13 +248,13 @@ def judge_prompt(question: str, gold: str, candidate: str) -> str:
     return f"Question: {question}\nGroundtruth answer: {gold}\nCandidate answer: {candidate}\nYour response: "
 
 
-def judge_reply_score(reply: str) -> int:
-    """V-STaR reads the judge's whole reply as an int; anything else is -1 (counted as 0)."""
+def judge_reply_score(reply) -> int:
+    """V-STaR reads the judge's whole reply as an int (>= 2: correct); anything else is -1,
+    which it counts as 0."""
     try:
-        v = int(reply.strip())
+        return int(str(reply).strip()) if reply is not None else -1
     except ValueError:
         return -1
-    return v if 0 <= v <= 3 else -1
 
 
 _STOP = frozenset({"a", "an", "the", "is", "are", "was", "were", "it", "in", "of", "to", "video"})
@@ -255,18 +265,15 @@ def _words(s: str) -> list[str]:
 
 
 def match_score(gold: str, candidate: str) -> int:
-    """An offline stand-in for the judge (not the paper's): 3 when the candidate holds every
-    content word of the gold answer, else the content-word F1 as 2 (>= 0.5), 1 (> 0) or 0.
-    A one-letter gold answer (a multiple-choice option) must be the candidate's first word."""
-    g, c = _words(gold), _words(candidate)
+    """An offline stand-in for the judge (not the paper's), strict so that it never passes a
+    wrong answer: 3 when the candidate holds every content word of the gold answer (2 is
+    never given), 1 when it holds at least half of them, else 0. A one-letter gold answer (a
+    multiple-choice option) must be the candidate's first word. "The ball is red" vs "the ball
+    is orange" is 1: a colour, a count or a name that differs fails."""
+    g, c = set(_words(gold)), _words(candidate)
     if not g or not c:
         return 0
-    if len(g) == 1 and len(g[0]) == 1:
-        return 3 if c[0] == g[0] else 0
-    if set(g) <= set(c):
-        return 3
-    common = len(set(g) & set(c))
-    if common == 0:
-        return 0
-    f1 = 2 * common / (len(set(g)) + len(set(c)))
-    return 2 if f1 >= 0.5 else 1
+    if len(g) == 1 and len(next(iter(g))) == 1:
+        return 3 if c[0] in g else 0
+    recall = len(g & set(c)) / len(g)
+    return 3 if recall == 1.0 else 1 if recall >= 0.5 else 0

@@ -97,7 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
     # (the held-out clips as V-STaR items) or the benchmark's annotation file, its videos under
     # vstar_videos; judge of its answers: "match" (offline word match), "policy", or a checkpoint
     c.eval = dict(every=0, split="heldout", annotations="", examples=20, batch_size=5, max_new_tokens=0,
-                  temperature=0.0, top_p=1.0, vstar="", vstar_videos="", vstar_items=0, judge="match")
+                  temperature=0.0, top_p=1.0, vstar="", vstar_videos="", vstar_items=0, judge="match",
+                  vstar_boxes="rescale")  # boxes to video pixels; "release": as its script scores
     c.checkpoint = dict(every=50, keep=3, async_save=True)
     # wandb: "" (off), "offline" (files under workdir/wandb, no network) or "online"
     c.log = dict(every=1, tensorboard=True, progress=True, wandb="", wandb_project="visd-jax")
@@ -320,6 +321,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("eval.vstar", lambda v: isinstance(v, str), "'' (off), 'synthetic', or a V-STaR annotation file"),
     ("eval.vstar_videos", lambda v: isinstance(v, str), "the folder of the V-STaR videos, or ''"),
     ("eval.vstar_items", lambda v: _int(v) and v >= 0, "an int >= 0 (0: every item)"),
+    ("eval.vstar_boxes", lambda v: v in ("rescale", "release"), "rescale (to video pixels) or release (as given)"),
     ("eval.judge", lambda v: isinstance(v, str) and bool(v), "'match', 'policy', or a judge checkpoint folder"),
     ("checkpoint.every", _positive_int, "a positive int"),
     ("checkpoint.keep", _positive_int, "a positive int"),
