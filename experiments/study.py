@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 from experiments import visd_v5e, visioncoach
 
@@ -122,17 +121,20 @@ def run_config(cfg, method: str, seed: int, change: dict, name: str):
     return c
 
 
-def _train(c, total: int) -> float:
-    """Trains (or finishes) run `c`; the wall seconds this call spent (0 when already done)."""
+def _train(c, total: int) -> None:
+    """Trains (or finishes) run `c`; a finished run is left as it is."""
     from visd_jax.training.metrics import read_metrics
     from visd_jax.training.trainer import Trainer
 
     rows = read_metrics(c.workdir)
-    if rows and rows[-1]["step"] >= total:
-        return 0.0
-    t = time.perf_counter()
-    Trainer(c).run()
-    return time.perf_counter() - t
+    if not (rows and rows[-1]["step"] >= total):
+        Trainer(c).run()
+
+
+def wall(rows) -> float:
+    """A run's seconds from its metrics (steps and evaluations; start-up and compiles of the
+    first step included in it), so resumed and concurrent runs are timed alike."""
+    return float(sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in rows))
 
 
 def ceiling(cfg) -> float:
@@ -167,11 +169,12 @@ def collect(cfg) -> dict:
     base = [r[study.HELDOUT] for r in base_rows if study.HELDOUT in r]
     if not base:
         raise FileNotFoundError(f"{cfg.workdir}/sft has no held-out score: run the study first")
-    heldout, train, single = {}, {}, {}
+    heldout, train, single, walls = {}, {}, {}, {"sft": wall(base_rows)}
     for name, method, seed, change in plan(cfg):
         rows = read_metrics(f"{cfg.workdir}/runs/{name}")
         if not rows:
             continue
+        walls[name] = wall(rows)
         h = study.curve(rows, study.HELDOUT, base=base[-1])
         tr = study.curve(rows, study.TRAIN)
         if change:
@@ -183,10 +186,10 @@ def collect(cfg) -> dict:
             if seed == 0:
                 single[f"{method} (seed 0)"] = [h]
     train = {k: v for k, v in train.items() if v}
-    return {"base": base[-1], "heldout": heldout, "train": train, "single": single}
+    return {"base": base[-1], "heldout": heldout, "train": train, "single": single, "walls": walls}
 
 
-def report(cfg, walls: dict) -> dict:
+def report(cfg) -> dict:
     from etils import epath
 
     from visd_jax.eval import study
@@ -203,11 +206,8 @@ def report(cfg, walls: dict) -> dict:
           f"ceiling (ground-truth traces) {top:.3f}; {cfg.study.rl_steps} RL steps, evaluated every "
           f"{cfg.study.eval_every}.", "", study.table(main), "", "Ablations (seed 0):", "",
           study.table(abl, baseline="gspo (seed 0)")]
-    out = {"base": got["base"], "ceiling": top, "methods": main, "ablations": abl, "walls": walls}
-    prev = path / "study.json"
-    if prev.exists():  # walls of runs finished by earlier calls
-        out["walls"] = {**json.loads(prev.read_text()).get("walls", {}), **{k: v for k, v in walls.items() if v}}
-    prev.write_text(json.dumps(out, indent=1))
+    out = {"base": got["base"], "ceiling": top, "methods": main, "ablations": abl, "walls": got["walls"]}
+    (path / "study.json").write_text(json.dumps(out, indent=1))
     (path / "study.md").write_text("\n".join(md) + "\n")
     if cfg.study.figure and got["heldout"]:
         study.figure(got["train"], got["heldout"], cfg.study.figure, ceiling=top,
@@ -218,15 +218,14 @@ def report(cfg, walls: dict) -> dict:
 
 
 def run(cfg) -> dict:
-    walls = {}
     if not cfg.study.redraw:
         sft = sft_config(cfg)
-        walls["sft"] = _train(sft, sft.sft.steps)
+        _train(sft, sft.sft.steps)
         for name, method, seed, change in plan(cfg):
             c = run_config(cfg, method, seed, change, name)
             print(f"study: {name} ({method}, seed {seed}{', ' + str(change) if change else ''})", flush=True)
-            walls[name] = _train(c, c.rl.steps)
-    return report(cfg, walls)
+            _train(c, c.rl.steps)
+    return report(cfg)
 
 
 if __name__ == "__main__":  # grain spawns worker processes: keep start-up under this guard
