@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import pathlib
 
 from experiments import visd_v5e, visioncoach
 
@@ -121,14 +123,36 @@ def run_config(cfg, method: str, seed: int, change: dict, name: str):
     return c
 
 
+def _held(lock: pathlib.Path) -> bool:
+    """Whether a live process on this machine holds `lock` (a stale one, from a kill, is not)."""
+    try:
+        os.kill(int(lock.read_text().strip()), 0)
+        return True
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+
+
 def _train(c, total: int) -> None:
-    """Trains (or finishes) run `c`; a finished run is left as it is."""
+    """Trains (or finishes) run `c`; a finished run is left as it is, and a run another study
+    process is training now (its lock file names a live pid) is skipped."""
     from visd_jax.training.metrics import read_metrics
     from visd_jax.training.trainer import Trainer
 
     rows = read_metrics(c.workdir)
-    if not (rows and rows[-1]["step"] >= total):
+    if rows and rows[-1]["step"] >= total:
+        return
+    lock = pathlib.Path(c.workdir) / ".study-lock"
+    if _held(lock):
+        print(f"study: {c.workdir} is being trained by process {lock.read_text().strip()}; skipped", flush=True)
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
+    try:
         Trainer(c).run()
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def wall(rows) -> float:
