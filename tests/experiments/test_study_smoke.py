@@ -45,3 +45,19 @@ def test_study_smoke_runs_every_method_then_redraws(tmp_path):
     cfg.study.redraw = True
     again = study.run(cfg)
     assert again["methods"] == out["methods"] and again["walls"] == out["walls"]
+
+
+def test_a_run_held_by_a_live_process_is_skipped_and_a_stale_lock_is_not(tmp_path, capsys):
+    import os
+
+    from experiments import study
+
+    cfg = study.run_config(study.get_config("smoke"), "gspo", 0, {}, "gspo_s0")
+    cfg.workdir = str(tmp_path / "run")
+    lock = tmp_path / "run" / ".study-lock"
+    lock.parent.mkdir()
+    lock.write_text(str(os.getpid()))  # this test's own process: alive
+    study._train(cfg, 2)
+    assert "skipped" in capsys.readouterr().out and not (tmp_path / "run" / "metrics.jsonl").exists()
+    lock.write_text("999999999")  # no such process: the lock of a killed run
+    assert not study._held(lock)
