@@ -31,6 +31,7 @@ def test_study_smoke_runs_every_method_then_redraws(tmp_path):
         for r in rows:
             assert r["phase"] == "rl" and 0.0 <= r["reward/total"] <= 7.0
             assert math.isfinite(r["train/loss"]) and r["train/skipped"] == 0
+            assert r["train/gspo/num_sequences"] == 2.0  # 4 rollouts in 2 minibatches
         assert ("coach/hard_frac" in rows[0]) == ("coach" in method)
         assert ("train/visd/weight_mean" in rows[0]) == method.startswith("visd")
         if method.startswith("visd"):
