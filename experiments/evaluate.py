@@ -51,6 +51,15 @@ def check(cfg) -> None:
         raise ValueError("config.eval.policy: give a training run's work directory, or --config.model.path")
     if not isinstance(cfg.eval.step, int) or cfg.eval.step < 0:
         raise ValueError(f"config.eval.step={cfg.eval.step!r}: an int >= 0 (0: the newest checkpoint)")
+    import os
+
+    e = cfg.eval  # before minutes of per-task evaluation, not after
+    if e.vstar not in ("", "synthetic") and not os.path.isfile(e.vstar):
+        raise ValueError(f"config.eval.vstar={e.vstar!r}: no such V-STaR annotation file")
+    if e.vstar_videos and not os.path.isdir(e.vstar_videos):
+        raise ValueError(f"config.eval.vstar_videos={e.vstar_videos!r}: no such folder")
+    if e.judge not in ("match", "policy") and not os.path.isdir(e.judge):
+        raise ValueError(f"config.eval.judge={e.judge!r}: 'match', 'policy', or a judge checkpoint folder")
 
 
 def run(cfg) -> dict:

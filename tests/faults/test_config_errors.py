@@ -31,3 +31,12 @@ def test_config_error_is_one_line_within_a_second(arg, message):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], p.stderr
     assert cpu < 1.0, f"{cpu:.2f} s of CPU before the error"
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("--config.eval.vstar=/nonexistent.json", "config.eval.vstar='/nonexistent.json': no such V-STaR annotation file"),
+    ("--config.eval.judge=/nonexistent", "config.eval.judge='/nonexistent': 'match', 'policy', or a judge checkpoint folder"),
+])
+def test_evaluation_job_names_a_missing_benchmark_file_before_evaluating(arg, message):
+    p = subprocess.run([sys.executable, "-m", "experiments.evaluate", arg], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [f"error: {message}"], p.stderr
