@@ -54,6 +54,8 @@ def check(cfg) -> None:
     import os
 
     e = cfg.eval  # before minutes of per-task evaluation, not after
+    if e.vstar == "synthetic" and cfg.data.source != "synthetic":
+        raise ValueError("config.eval.vstar='synthetic' needs data.source='synthetic'; give a V-STaR file")
     if e.vstar not in ("", "synthetic") and not os.path.isfile(e.vstar):
         raise ValueError(f"config.eval.vstar={e.vstar!r}: no such V-STaR annotation file")
     if e.vstar_videos and not os.path.isdir(e.vstar_videos):
@@ -100,8 +102,6 @@ def run_vstar(cfg, p) -> dict:
     from visd_jax.training.setup import run_inputs
 
     e = cfg.eval
-    if e.vstar == "synthetic" and cfg.data.source != "synthetic":
-        raise ValueError("config.eval.vstar='synthetic' needs data.source='synthetic'; give a V-STaR file")
     if e.vstar == "synthetic":
         from data import vstar as synth_vstar
         from visd_jax.training.setup import heldout_synthetic

@@ -31,6 +31,26 @@ def read_predictions(path) -> list[dict]:
     return read_jsonl_appendable(path)
 
 
+def eval_sampler(model_fn, io, *, max_new_tokens: int, temperature: float, top_p: float, programs=None):
+    """The training sampler for one answer per prompt (no top-k, the run's stop and pad ids)."""
+    from visd_jax.training.programs import Programs
+    from visd_jax.training.rollouts import ModelSampler
+
+    return ModelSampler(model_fn, max_new_tokens, temperature, top_p, None, io.ids.stop, io.ids.pad, io.ids.media,
+                        programs or Programs())
+
+
+def answer(sampler, examples: list[dict], io, *, width: int, max_frames: int, key):
+    """One completion per example (`rollouts.Rollouts`, scored) in a static batch of `width`:
+    a short list is padded with copies of its first example, whose answers are dropped."""
+    from visd_jax.pipeline import pad_batch
+    from visd_jax.training.rollouts import rollout
+
+    pb = pad_batch(examples + [examples[0]] * (width - len(examples)), batch_size=width, buckets=io.buckets,
+                   max_frames=max_frames, pad_id=io.ids.pad)
+    return rollout(sampler, pb, list(range(len(examples))), ctx=io.ctx, key=key, num_samples=1, progress=1.0)
+
+
 def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, seed: int = 0, limit: int | None = None, programs=None, progress: bool = True,
              stop_after: int | None = None, write: bool = True) -> dict:
@@ -43,11 +63,9 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
     from etils import epath
     from tqdm import tqdm
 
-    from visd_jax.pipeline import RecordError, make_example, pad_batch
+    from visd_jax.pipeline import RecordError, make_example
     from visd_jax.pipeline.records import record_id
     from visd_jax.rewards.parse import parse
-    from visd_jax.training.programs import Programs
-    from visd_jax.training.rollouts import ModelSampler, rollout
 
     out_dir = epath.Path(out_dir)  # local or gs:// alike, as the trainer's own logs
     path = out_dir / PREDICTIONS
@@ -62,8 +80,8 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
         rid = record_id(rec, i) if rec is not None else f"#{i}"
         if rid not in done:
             todo.append(i)
-    sampler = ModelSampler(model_fn, max_new_tokens, temperature, top_p, None, io.ids.stop, io.ids.pad,
-                           io.ids.media, programs or Programs())
+    sampler = eval_sampler(model_fn, io, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           programs=programs)
     key = jax.random.key(seed)
     bar = tqdm(total=len(todo), desc="evaluate", unit="ex", disable=not progress)
     t0, generated, tokens = time.perf_counter(), 0, 0
@@ -78,11 +96,8 @@ def evaluate(model_fn, source, io, out_dir, *, batch_size: int, max_new_tokens: 
             except RecordError as e:
                 bad.append({"id": e.record_id, "reason": e.reason})
         if examples:
-            # a static batch: short chunks padded with copies whose answers are dropped
-            pb = pad_batch(examples + [examples[0]] * (batch_size - len(examples)), batch_size=batch_size,
-                           buckets=io.buckets, max_frames=io.example_cfg.frame_slots, pad_id=io.ids.pad)
-            ro = rollout(sampler, pb, list(range(len(examples))), ctx=io.ctx, key=jax.random.fold_in(key, chunk[0]),
-                         num_samples=1, progress=1.0)
+            ro = answer(sampler, examples, io, width=batch_size, max_frames=io.example_cfg.frame_slots,
+                        key=jax.random.fold_in(key, chunk[0]))
             rows = [{"id": ex["meta"]["id"], "task": ex["meta"]["task"], "question": ex["meta"]["question"],
                      "gold": ex["meta"]["answer"], "completion": ro.texts[r], "answer": parse(ro.texts[r]).answer,
                      "scores": {k: float(v[r, 0]) for k, v in ro.scores.items()}} for r, ex in enumerate(examples)]

@@ -99,6 +99,23 @@ def score_item(item: dict, rid: str, texts: dict[str, str], input_size, judge_sc
             "input_size": list(input_size)}
 
 
+def judge_answers(items: list[dict], vqa_texts: list[str], judge) -> tuple[list[int], int]:
+    """Each item's judge score of its "what" answer, and how many ratings were unreadable.
+    V-STaR judges no empty answer (0) and counts an unreadable rating as 0."""
+    answers = [vp.answer_text(t) for t in vqa_texts]
+    asks = [k for k, a in enumerate(answers) if a]
+    scores = [0] * len(answers)
+    if judge == "match":
+        for k in asks:
+            scores[k] = vp.match_score(items[k]["answer"], answers[k])
+        return scores, 0
+    replies = judge([vp.judge_prompt(items[k]["question"], items[k]["answer"], answers[k]) for k in asks]) if asks else []
+    rated = [vp.judge_reply_score(r) for r in replies]
+    for k, v in zip(asks, rated):
+        scores[k] = max(v, 0)
+    return scores, sum(v < 0 for v in rated)
+
+
 def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int, max_new_tokens: int,
                    judge="match", rescale: bool = True, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                    limit: int | None = None, programs=None, progress: bool = True, stop_after: int | None = None,
@@ -114,10 +131,8 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
     from etils import epath
     from tqdm import tqdm
 
-    from visd_jax.eval.run import read_predictions
-    from visd_jax.pipeline import RecordError, pad_batch
-    from visd_jax.training.programs import Programs
-    from visd_jax.training.rollouts import ModelSampler, rollout
+    from visd_jax.eval.run import answer, eval_sampler, read_predictions
+    from visd_jax.pipeline import RecordError
 
     out_dir = epath.Path(out_dir)
     path = out_dir / PREDICTIONS
@@ -134,11 +149,10 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
     done = {r["id"] for r in kept}
     todo = [i for i in range(n) if vset.item_id(i) not in done]
     cfg = dataclasses.replace(io.example_cfg, system=vp.SYSTEM, prompt="")
-    sampler = ModelSampler(model_fn, max_new_tokens, temperature, top_p, None, io.ids.stop, io.ids.pad,
-                           io.ids.media, programs or Programs())
+    sampler = eval_sampler(model_fn, io, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           programs=programs)
     width = len(vp.QUESTIONS) * items_per_call  # prompts per call: one static batch shape
-    key, bad = jax.random.key(seed), []
-    invalid = 0
+    key, bad, invalid = jax.random.key(seed), [], 0
     bar = tqdm(total=len(todo), desc="V-STaR", unit="item", disable=not progress)
     t0, tokens, asked = time.perf_counter(), 0, 0
     for c, start in enumerate(range(0, len(todo), items_per_call)):
@@ -154,26 +168,13 @@ def evaluate_vstar(model_fn, vset: VStarSet, io, out_dir, *, items_per_call: int
                 bad.append({"id": rid, "reason": str(e)})
         if ready:
             examples = [e for _, _, exs in ready for e in exs]
-            pb = pad_batch(examples + [examples[0]] * (width - len(examples)), batch_size=width, buckets=io.buckets,
-                           max_frames=cfg.frame_slots, pad_id=io.ids.pad)
-            ro = rollout(sampler, pb, list(range(len(examples))), ctx=io.ctx, key=jax.random.fold_in(key, chunk[0]),
-                         num_samples=1, progress=1.0)
+            ro = answer(sampler, examples, io, width=width, max_frames=cfg.frame_slots,
+                        key=jax.random.fold_in(key, chunk[0]))
             tokens += int(ro.mask[:len(examples)].sum())
             asked += len(examples)
             texts = [dict(zip(vp.QUESTIONS, ro.texts[k * 5:(k + 1) * 5])) for k in range(len(ready))]
-            answers = [vp.answer_text(t["vqa"]) for t in texts]
-            asks = [k for k, a in enumerate(answers) if a]  # V-STaR does not judge an empty answer
-            scores = [0] * len(answers)
-            if judge == "match":
-                for k in asks:
-                    scores[k] = vp.match_score(ready[k][1]["answer"], answers[k])
-            elif asks:
-                replies = judge([vp.judge_prompt(ready[k][1]["question"], ready[k][1]["answer"], answers[k])
-                                 for k in asks])
-                for k, r in zip(asks, replies):
-                    v = vp.judge_reply_score(r)
-                    invalid += v < 0
-                    scores[k] = max(v, 0)  # V-STaR counts an unreadable rating as 0
+            scores, unreadable = judge_answers([it for _, it, _ in ready], [t["vqa"] for t in texts], judge)
+            invalid += unreadable
             rows = [score_item(it, rid, t, tuple(exs[0]["meta"]["image_size"]), s, judge_name, rescale=rescale)
                     for (rid, it, exs), t, s in zip(ready, texts, scores)]
             kept += rows
