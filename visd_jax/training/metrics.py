@@ -118,7 +118,15 @@ class MetricsWriter:
             if self._tb is not None:
                 self._tb.close()
             if self._wandb is not None:
+                import wandb
+
                 self._wandb.finish()
+                # finish() only tells W&B's service process the run is over; the service
+                # writes the run's record log (the offline file `wandb sync` uploads) when it
+                # closes the stream, after finish() has returned. teardown() waits for that,
+                # so the files are whole once close() returns, not at some later exit hook
+                # (CI read a header-only file once).
+                wandb.teardown()
 
 
 def _wandb_run(workdir, mode: str, project: str, run_config: Mapping | None):
