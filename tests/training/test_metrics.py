@@ -117,3 +117,13 @@ def test_wandb_offline_logs_without_a_network(tmp_path, monkeypatch):
     (log,) = run.glob("run-*.wandb")
     data = log.read_bytes()  # W&B's record log: the history rows and the run config are in it
     assert b"reward/total" in data and b"0.75" in data and b"gspo" in data
+    # close() tore W&B's service down so the file above was whole; a resumed run in the same
+    # process starts a new one and continues the same run id
+    w = MetricsWriter(tmp_path, tensorboard=False, wandb="offline", resume_step=2, run_config={"mode": "gspo"})
+    w.write(3, {"reward/total": 0.875})
+    w.close()
+    # (folders are offline-run-<second>-<id>, with a -1 suffix when two share a second)
+    run_id = run.name.split("-")[3]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.split("-")[3] == run_id for r in runs)
+    assert any(b"0.875" in f.read_bytes() for r in runs for f in r.glob("run-*.wandb"))
